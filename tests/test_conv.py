@@ -1,0 +1,468 @@
+"""conv2d implementations against lax.conv_general_dilated and hand-computed values."""
+
+from __future__ import annotations
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from vision_jax.ops import conv as conv_module
+from vision_jax.ops import conv_auto
+from vision_jax.ops.conv import IMPLEMENTATIONS, conv2d, conv2d_lax, separable_conv2d
+from vision_jax.ops.conv_auto import (
+    choose_conv_impl,
+    conv_signature,
+    load_auto_table,
+    write_auto_table,
+)
+from vision_jax.ops.conv_geometry import conv_output_size
+
+OURS = [name for name in IMPLEMENTATIONS if name != "lax"]
+GENERAL = ["im2col", "shifted_sum"]  # every stride / padding / dilation / groups
+
+# Few examples and tiny shapes: every example compiles a forward+VJP for lax and the impl.
+SWEEP = settings(max_examples=6, deadline=None, derandomize=True)
+# Winograd compiles two Winograd convolutions plus a kernel gradient per example.
+SMALL_SWEEP = settings(max_examples=4, deadline=None, derandomize=True)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _conv_and_vjp(fn, x, kernel, cotangent, **conv_args):
+    """Output and (grad_x, grad_kernel) for a random cotangent, jitted as one program."""
+
+    @jax.jit
+    def run(x, kernel, cotangent):
+        out, vjp = jax.vjp(lambda a, b: fn(a, b, **conv_args), x, kernel)
+        return (out, *vjp(cotangent))
+
+    return run(x, kernel, cotangent)
+
+
+def _random_case(seed, x_shape, kernel_shape, dtype=jnp.float32, **conv_args):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal(x_shape), dtype)
+    kernel = jnp.asarray(rng.standard_normal(kernel_shape), dtype)
+    out_shape = jax.eval_shape(lambda a, b: conv2d_lax(a, b, **conv_args), x, kernel).shape
+    cotangent = jnp.asarray(rng.standard_normal(out_shape), dtype)
+    return x, kernel, cotangent
+
+
+def _assert_close(actual, expected, rtol, atol_scale, name):
+    expected = np.asarray(expected, np.float32)
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float32), expected, rtol=rtol, atol=atol_scale * scale, err_msg=name
+    )
+
+
+def _assert_matches_lax(impl, x_shape, kernel_shape, seed=0, **conv_args):
+    x, kernel, cotangent = _random_case(seed, x_shape, kernel_shape, **conv_args)
+    expected = _conv_and_vjp(conv2d_lax, x, kernel, cotangent, **conv_args)
+    actual = _conv_and_vjp(IMPLEMENTATIONS[impl], x, kernel, cotangent, **conv_args)
+    for name, a, e in zip(("output", "grad_x", "grad_kernel"), actual, expected, strict=True):
+        chex.assert_equal_shape([a, e])
+        _assert_close(a, e, rtol=1e-4, atol_scale=1e-4, name=f"{impl} {name} {conv_args}")
+
+
+def _naive_conv(image, kernel, stride=1, pad=0):
+    """Plain-Python 2-D cross-correlation of one single-channel image (independent oracle)."""
+    rows, cols = len(image), len(image[0])
+    padded = [[0.0] * (cols + 2 * pad) for _ in range(rows + 2 * pad)]
+    for r in range(rows):
+        for c in range(cols):
+            padded[r + pad][c + pad] = image[r][c]
+    k = len(kernel)
+    out_rows = (rows + 2 * pad - k) // stride + 1
+    out_cols = (cols + 2 * pad - k) // stride + 1
+    return [
+        [
+            sum(
+                padded[i * stride + a][j * stride + b] * kernel[a][b]
+                for a in range(k)
+                for b in range(k)
+            )
+            for j in range(out_cols)
+        ]
+        for i in range(out_rows)
+    ]
+
+
+def _jit_call(impl, x, kernel, **conv_args):
+    return jax.jit(lambda a, b: IMPLEMENTATIONS[impl](a, b, **conv_args))(x, kernel)
+
+
+def _single_channel(image):
+    return jnp.asarray(image, jnp.float32)[None, :, :, None]
+
+
+def _runs(impl, **conv_args):
+    """Whether impl supports these arguments (kernel size taken from conv_args)."""
+    return conv_auto.unsupported_reason(impl, **conv_args) is None
+
+
+# ----------------------------------------------------------------------------- strategies
+
+paddings = st.one_of(
+    st.just("SAME"),
+    st.just("VALID"),
+    st.tuples(
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    ),
+)
+
+
+KERNEL_SIZES, STRIDES, DILATIONS, GROUPS = (
+    st.integers(1, 4), st.integers(1, 3), st.integers(1, 2), st.integers(1, 3)
+)
+
+
+@st.composite
+def conv_cases(draw, kernel_sizes=KERNEL_SIZES, strides=STRIDES, dilations=DILATIONS,
+               groups=GROUPS):
+    g = draw(groups)
+    x_shape = (
+        draw(st.integers(1, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 12)),
+        g * draw(st.integers(1, 3)),
+    )
+    kernel_shape = (draw(kernel_sizes), draw(kernel_sizes), x_shape[3] // g,
+                    g * draw(st.integers(1, 3)))
+    conv_args = dict(
+        strides=(draw(strides), draw(strides)),
+        padding=draw(paddings),
+        dilation=(draw(dilations), draw(dilations)),
+        groups=g,
+    )
+    if conv_args["padding"] != "SAME":  # SAME always fits; the others may leave no output
+        pads = ((0, 0), (0, 0)) if conv_args["padding"] == "VALID" else conv_args["padding"]
+        for axis in (0, 1):
+            out = conv_output_size(x_shape[1 + axis], kernel_shape[axis],
+                                   conv_args["strides"][axis], sum(pads[axis]),
+                                   conv_args["dilation"][axis])
+            assume(out >= 1)
+    return x_shape, kernel_shape, conv_args
+
+
+# ----------------------------------------------------------------------------- property sweeps
+
+
+@pytest.mark.parametrize("impl", GENERAL)
+@SWEEP
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_general_impls_match_lax_forward_and_gradients(impl, case, seed):
+    x_shape, kernel_shape, conv_args = case
+    _assert_matches_lax(impl, x_shape, kernel_shape, seed=seed, **conv_args)
+
+
+@SMALL_SWEEP
+@given(
+    case=conv_cases(kernel_sizes=st.just(3), strides=st.just(1), dilations=st.just(1),
+                    groups=st.integers(1, 2)),
+    seed=st.integers(0, 2**16),
+)
+def test_winograd_matches_lax_forward_and_gradients(case, seed):
+    x_shape, kernel_shape, conv_args = case
+    _assert_matches_lax("winograd", x_shape, kernel_shape, seed=seed, **conv_args)
+
+
+@SWEEP
+@given(
+    case=conv_cases(kernel_sizes=st.integers(1, 7), dilations=st.just(1), groups=st.just(1)),
+    seed=st.integers(0, 2**16),
+)
+def test_fft_matches_lax_forward_and_gradients(case, seed):
+    x_shape, kernel_shape, conv_args = case
+    _assert_matches_lax("fft", x_shape, kernel_shape, seed=seed, **conv_args)
+
+
+@pytest.mark.parametrize("impl", ["winograd", "fft"])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(case=conv_cases(kernel_sizes=st.integers(1, 5)))
+def test_restricted_impls_reject_unsupported_arguments_clearly(impl, case):
+    x_shape, kernel_shape, conv_args = case
+    reason = conv_auto.unsupported_reason(
+        impl, kernel_shape, conv_args["strides"], conv_args["dilation"], conv_args["groups"]
+    )
+    assume(reason is not None)
+    x, kernel = jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+    with pytest.raises(ValueError, match=f"impl='{impl}' supports only") as error:
+        IMPLEMENTATIONS[impl](x, kernel, **conv_args)
+    message = str(error.value)
+    assert "Use impl='im2col' or 'auto'" in message
+    # The message names the offending argument with its value.
+    strides, dilation, groups = conv_args["strides"], conv_args["dilation"], conv_args["groups"]
+    offending = [f"dilation={dilation}"] if dilation != (1, 1) else []
+    if impl == "winograd":
+        offending += [f"strides={strides}"] if strides != (1, 1) else []
+        offending += [f"kernel size={kernel_shape[:2]}"] if kernel_shape[:2] != (3, 3) else []
+    else:
+        offending += [f"groups={groups}"] if groups != 1 else []
+    assert offending and all(part in message for part in offending), message
+
+
+@pytest.mark.parametrize("impl", OURS)
+def test_bfloat16_matches_float32_reference_loosely(impl):
+    x_shape, kernel_shape = (2, 7, 6, 4), (3, 3, 4, 5)
+    conv_args = dict(strides=(1, 1), padding=((1, 2), (0, 1)), dilation=(1, 1), groups=1)
+    x, kernel, cotangent = _random_case(3, x_shape, kernel_shape, jnp.bfloat16, **conv_args)
+    actual = _conv_and_vjp(IMPLEMENTATIONS[impl], x, kernel, cotangent, **conv_args)
+    # Reference: the same bf16-rounded numbers, convolved in float32.
+    as_f32 = [a.astype(jnp.float32) for a in (x, kernel, cotangent)]
+    expected = _conv_and_vjp(conv2d_lax, *as_f32, **conv_args)
+    for name, a, e in zip(("output", "grad_x", "grad_kernel"), actual, expected, strict=True):
+        assert a.dtype == jnp.bfloat16, (impl, name, a.dtype)
+        _assert_close(a, e, rtol=3e-2, atol_scale=3e-2, name=f"{impl} bf16 {name}")
+
+
+@pytest.mark.parametrize("impl", GENERAL)
+def test_depthwise_with_channel_multiplier_matches_lax(impl):
+    _assert_matches_lax(impl, (2, 9, 8, 4), (3, 3, 1, 8), strides=(2, 1), padding="SAME",
+                        dilation=(1, 1), groups=4)
+
+
+@pytest.mark.parametrize("impl", ["im2col", "shifted_sum", "winograd", "fft"])
+def test_negative_padding_crops_like_lax(impl):
+    _assert_matches_lax(impl, (1, 9, 8, 2), (3, 3, 2, 3), strides=(1, 1),
+                        padding=((-1, 2), (3, -2)), dilation=(1, 1), groups=1)
+
+
+# ----------------------------------------------------------------------------- textbook values
+
+IMAGE_1_TO_25 = [[5 * r + c + 1 for c in range(5)] for r in range(5)]
+ONES_3X3 = [[1.0] * 3 for _ in range(3)]
+
+# Worked by hand: each entry is the sum of the in-bounds 3x3 neighbourhood of 1..25.
+EXPECTED_VALID = [[63, 72, 81], [108, 117, 126], [153, 162, 171]]
+EXPECTED_SAME = [
+    [16, 27, 33, 39, 28],
+    [39, 63, 72, 81, 57],
+    [69, 108, 117, 126, 87],
+    [99, 153, 162, 171, 117],
+    [76, 117, 123, 129, 88],
+]
+EXPECTED_STRIDE2_PAD1 = [[16, 33, 28], [69, 117, 87], [76, 123, 88]]
+
+
+def test_hand_computed_values_agree_with_plain_loops():
+    # Guards the literals above against typos: an independent pure-Python convolution.
+    assert _naive_conv(IMAGE_1_TO_25, ONES_3X3) == EXPECTED_VALID
+    assert _naive_conv(IMAGE_1_TO_25, ONES_3X3, pad=1) == EXPECTED_SAME
+    assert _naive_conv(IMAGE_1_TO_25, ONES_3X3, stride=2, pad=1) == EXPECTED_STRIDE2_PAD1
+
+
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize(
+    "strides, padding, expected",
+    [
+        ((1, 1), "VALID", EXPECTED_VALID),
+        ((1, 1), "SAME", EXPECTED_SAME),
+        ((2, 2), ((1, 1), (1, 1)), EXPECTED_STRIDE2_PAD1),
+    ],
+)
+def test_textbook_1_to_25_with_3x3_ones(impl, strides, padding, expected):
+    if not _runs(impl, kernel_shape=(3, 3), strides=strides):
+        pytest.skip(f"{impl} does not support strides={strides} (error tested elsewhere)")
+    x = _single_channel(IMAGE_1_TO_25)
+    out = _jit_call(impl, x, jnp.ones((3, 3, 1, 1)), strides=strides, padding=padding)
+    np.testing.assert_allclose(out[0, :, :, 0], np.asarray(expected, np.float32), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, pad_total, dilation, expected",
+    [
+        (5, 3, 1, 0, 1, 3),
+        (5, 3, 1, 2, 1, 5),
+        (5, 3, 2, 2, 1, 3),
+        (28, 3, 1, 2, 1, 28),
+        (28, 5, 1, 0, 1, 24),
+        (224, 7, 2, 6, 1, 112),
+        (224, 3, 2, 2, 1, 112),
+        (224, 1, 2, 0, 1, 112),
+        (10, 3, 1, 0, 2, 6),
+        (10, 3, 3, 4, 3, 3),
+        (7, 1, 2, 0, 1, 4),
+        (6, 4, 3, 1, 1, 2),
+        (1, 3, 1, 2, 1, 1),
+    ],
+)
+def test_output_size_formula(size, kernel, stride, pad_total, dilation, expected):
+    assert conv_output_size(size, kernel, stride, pad_total, dilation) == expected
+    # ... and every implementation (and lax) produces exactly that many rows.
+    low = pad_total // 2
+    padding = ((low, pad_total - low), (0, 0))
+    x = jnp.zeros((1, size, 1, 1))
+    kernel_array = jnp.zeros((kernel, 1, 1, 1))
+    for name, fn in IMPLEMENTATIONS.items():
+        if not _runs(name, kernel_shape=kernel_array.shape, strides=(stride, 1),
+                     dilation=(dilation, 1)):
+            continue
+        out = jax.eval_shape(
+            lambda a, b, fn=fn: fn(a, b, strides=(stride, 1), padding=padding,
+                                   dilation=(dilation, 1)),
+            x, kernel_array,
+        )
+        assert out.shape == (1, expected, 1, 1), name
+
+
+SOBEL_X = [[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_sobel_responds_only_at_a_vertical_step_edge(impl):
+    step = [[0.0] * 4 + [1.0] * 4 for _ in range(8)]  # edge between columns 3 and 4
+    kernel = jnp.stack(
+        [jnp.asarray(SOBEL_X), jnp.asarray(SOBEL_X).T], axis=-1
+    )[:, :, None, :]  # (3, 3, 1, 2): x-gradient and y-gradient filters
+    out = np.asarray(_jit_call(impl, _single_channel(step), kernel, padding="VALID"))[0]
+    # Windows over columns 2-4 and 3-5 straddle the edge: response 1 + 2 + 1 = 4.
+    expected_x = np.zeros((6, 6), np.float32)
+    expected_x[:, 2:4] = 4.0
+    np.testing.assert_allclose(out[:, :, 0], expected_x, atol=1e-4)
+    np.testing.assert_allclose(out[:, :, 1], 0.0, atol=1e-4)  # no horizontal edge anywhere
+
+
+@pytest.mark.parametrize("impl", list(IMPLEMENTATIONS))
+def test_box_blur_preserves_constant_interior(impl):
+    image = jnp.full((1, 7, 9, 1), 5.0)
+    out = np.asarray(_jit_call(impl, image, jnp.full((3, 3, 1, 1), 1.0 / 9.0)))[0, :, :, 0]
+    np.testing.assert_allclose(out[1:-1, 1:-1], 5.0, rtol=1e-5)
+    # Zero padding darkens the border: corners see 4 of 9 pixels, edges 6 of 9.
+    np.testing.assert_allclose(out[0, 0], 5.0 * 4 / 9, rtol=1e-5)
+    np.testing.assert_allclose(out[0, 4], 5.0 * 6 / 9, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- dispatcher
+
+
+def test_unknown_impl_lists_the_choices():
+    with pytest.raises(ValueError, match="unknown impl 'nope'.*'im2col'.*'auto'"):
+        conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), impl="nope")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(x_shape=(1, 4, 4, 3), kernel_shape=(3, 3, 2, 4)), "kernel input channels"),
+        (dict(x_shape=(1, 4, 4, 3), kernel_shape=(3, 3, 1, 4), groups=3), "groups=3 must divide"),
+        (dict(x_shape=(1, 4, 4, 2), kernel_shape=(3, 3, 2, 4), padding="FULL"), "padding must"),
+        (dict(x_shape=(1, 4, 4, 2), kernel_shape=(3, 3, 2, 4), padding=(1, 1)), "padding must"),
+        (dict(x_shape=(1, 4, 4, 2), kernel_shape=(3, 3, 2, 4), strides=(0, 1)), "strides must"),
+        (dict(x_shape=(1, 2, 4, 2), kernel_shape=(3, 3, 2, 4), padding="VALID"), "does not fit"),
+        (dict(x_shape=(4, 4, 2), kernel_shape=(3, 3, 2, 4)), "x must be NHWC"),
+    ],
+)
+@pytest.mark.parametrize("impl", OURS)
+def test_bad_arguments_raise_one_line_errors(impl, kwargs, message):
+    kwargs = dict(kwargs)
+    x, kernel = jnp.zeros(kwargs.pop("x_shape")), jnp.zeros(kwargs.pop("kernel_shape"))
+    with pytest.raises(ValueError, match=message) as error:
+        IMPLEMENTATIONS[impl](x, kernel, **kwargs)
+    assert f"impl='{impl}'" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("impl", ["auto", *IMPLEMENTATIONS])
+def test_conv2d_dispatches_every_impl_under_jit(impl):
+    x, kernel, _ = _random_case(5, (2, 8, 8, 3), (3, 3, 3, 4))
+    out = jax.jit(lambda a, b: conv2d(a, b, padding="SAME", impl=impl))(x, kernel)
+    _assert_close(out, conv2d_lax(x, kernel), rtol=1e-4, atol_scale=1e-4, name=impl)
+
+
+@pytest.mark.parametrize("impl", ["im2col", "shifted_sum", "winograd", "lax"])
+def test_separable_conv2d_is_depthwise_then_pointwise(impl):
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((2, 8, 7, 3)), jnp.float32)
+    depthwise = jnp.asarray(rng.standard_normal((3, 3, 1, 6)), jnp.float32)  # multiplier 2
+    pointwise = jnp.asarray(rng.standard_normal((1, 1, 6, 5)), jnp.float32)
+    out = jax.jit(lambda *a: separable_conv2d(*a, padding="SAME", impl=impl))(
+        x, depthwise, pointwise
+    )
+    expected = conv2d_lax(conv2d_lax(x, depthwise, groups=3), pointwise)
+    _assert_close(out, expected, rtol=1e-4, atol_scale=1e-4, name=impl)
+
+
+def test_separable_conv2d_rejects_mismatched_kernels():
+    x = jnp.zeros((1, 6, 6, 3))
+    with pytest.raises(ValueError, match="depthwise_kernel must be"):
+        separable_conv2d(x, jnp.zeros((3, 3, 3, 6)), jnp.zeros((1, 1, 6, 4)))
+    with pytest.raises(ValueError, match="pointwise_kernel must be"):
+        separable_conv2d(x, jnp.zeros((3, 3, 1, 6)), jnp.zeros((1, 1, 5, 4)))
+
+
+# ----------------------------------------------------------------------------- auto choice
+
+
+def test_auto_defaults_to_lax_on_accelerators(tmp_path):
+    missing = tmp_path / "none.json"
+    for backend in ("gpu", "tpu"):
+        assert choose_conv_impl((8, 32, 32, 16), (3, 3, 16, 32), backend=backend,
+                                table_path=missing) == "lax"
+    assert choose_conv_impl((8, 32, 32, 16), (3, 3, 16, 32), backend="cpu",
+                            table_path=missing) in IMPLEMENTATIONS
+
+
+def test_auto_table_round_trip_and_lookup(tmp_path):
+    path = tmp_path / "results" / "auto_table.json"
+    write_auto_table(
+        [
+            {"backend": "cpu", "op": "conv2d", "best_impl": "shifted_sum",
+             "x_shape": (8, 32, 32, 16), "kernel_shape": (3, 3, 16, 32), "median_s": 0.01},
+            {"backend": "gpu", "op": "conv2d", "best_impl": "winograd",
+             "signature": conv_signature((8, 32, 32, 16), (3, 3, 16, 32))},
+            # Winograd cannot run a 5x5 kernel: the entry must be ignored, not obeyed.
+            {"backend": "cpu", "op": "conv2d", "best_impl": "winograd",
+             "signature": conv_signature((8, 32, 32, 16), (5, 5, 16, 32))},
+            {"backend": "cpu", "op": "max_pool", "best_impl": "whatever", "shape": "x"},
+        ],
+        path,
+    )
+    records = json.loads(path.read_text())
+    assert records[0]["signature"] == "x=8x32x32x16,k=3x3x16x32,s=1x1,d=1x1,g=1"
+    assert records[0]["median_s"] == 0.01  # extra fields are kept
+    assert len(load_auto_table(path)) == 3
+    choose = lambda kernel, backend: choose_conv_impl(  # noqa: E731
+        (8, 32, 32, 16), kernel, (1, 1), (1, 1), 1, backend, table_path=path)
+    assert choose((3, 3, 16, 32), "cpu") == "shifted_sum"
+    assert choose((3, 3, 16, 32), "gpu") == "winograd"
+    assert choose((3, 3, 16, 32), "tpu") == "lax"
+    assert choose((5, 5, 16, 32), "cpu") == choose_conv_impl(
+        (8, 32, 32, 16), (5, 5, 16, 32), backend="cpu", table_path=tmp_path / "none.json")
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"backend": "cpu", "op": "conv2d", "best_impl": "magic", "signature": "s"}, "best_impl"),
+        ({"backend": "cpu", "op": "conv2d", "best_impl": "lax"}, "give 'signature'"),
+        ({"op": "conv2d", "best_impl": "lax", "signature": "s"}, "'backend'"),
+    ],
+)
+def test_write_auto_table_rejects_bad_records(tmp_path, record, message):
+    with pytest.raises(ValueError, match=message):
+        write_auto_table([record], tmp_path / "t.json")
+
+
+def test_write_auto_table_rejects_duplicate_signatures(tmp_path):
+    record = {"backend": "cpu", "op": "conv2d", "best_impl": "lax", "signature": "s"}
+    with pytest.raises(ValueError, match="repeats"):
+        write_auto_table([record, record], tmp_path / "t.json")
+
+
+def test_auto_reads_the_table_at_trace_time(tmp_path, monkeypatch):
+    """conv2d(impl='auto') follows the table: a 'lax' entry puts a conv primitive in the jaxpr."""
+    x, kernel = jnp.zeros((2, 6, 6, 3)), jnp.zeros((3, 3, 3, 4))
+    path = tmp_path / "auto_table.json"
+    monkeypatch.setattr(conv_auto, "AUTO_TABLE_PATH", path)
+    backend = jax.default_backend()
+    for best in ("lax", "shifted_sum"):
+        write_auto_table([{"backend": backend, "op": "conv2d", "best_impl": best,
+                           "x_shape": x.shape, "kernel_shape": kernel.shape}], path)
+        jaxpr = str(jax.make_jaxpr(lambda a, b: conv_module.conv2d(a, b, impl="auto"))(x, kernel))
+        assert ("conv_general_dilated" in jaxpr) == (best == "lax"), (best, jaxpr)

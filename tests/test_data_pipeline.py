@@ -1,0 +1,286 @@
+"""Grain pipelines: determinism, resume, per-process sharding, eval padding."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vision_jax.data import (
+    DatasetInfo,
+    default_data_config,
+    make_eval_iterator,
+    make_train_iterator,
+    validate_data_config,
+)
+from vision_jax.data.transforms import normalize, to_float
+
+SYNTHETIC_INFO = DatasetInfo(name="synthetic", num_classes=3, class_names=None,
+                             image_shape=(4, 4, 1), split_sizes={}, num_channels=1)
+
+
+def _synthetic_source(size):
+    """Records whose 4x4 image encodes the record's index in two pixels."""
+    records = []
+    for index in range(size):
+        image = np.zeros((4, 4, 1), np.uint8)
+        image[0, 0, 0], image[0, 1, 0] = index % 256, index // 256
+        records.append({"image": image, "label": index % 3})
+    return records
+
+
+def _ids(batch):
+    pixels = np.round(batch["image"] * 255).astype(np.int64)
+    return pixels[:, 0, 0, 0] + 256 * pixels[:, 0, 1, 0]
+
+
+def _synthetic_config(batch_size=8, eval_batch_size=8):
+    config = default_data_config()
+    config.image_size = 4
+    config.batch_size = batch_size
+    config.eval_batch_size = eval_batch_size
+    return config  # no augmentation, identity normalisation: ids survive
+
+
+@pytest.fixture
+def digits_config(digits_data_dir):
+    config = default_data_config()
+    config.data_dir = digits_data_dir
+    config.batch_size = 16
+    config.eval_batch_size = 256
+    config.seed = 3
+    config.normalize.mean = (0.13,)
+    config.normalize.std = (0.31,)
+    config.augment.crop_padding = 2
+    config.augment.flip = True
+    config.augment.scale = (0.9, 1.1)
+    config.augment.rotate_degrees = 10.0
+    config.augment.color_jitter = 0.2
+    return config
+
+
+def _take(iterator, count):
+    return [next(iterator) for _ in range(count)]
+
+
+def _assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["label"], y["label"])
+
+
+def test_train_batches_have_the_documented_layout(digits_config):
+    info = validate_data_config(digits_config)
+    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    batch = next(iterator)
+    assert set(batch) == {"image", "label"}
+    assert batch["image"].shape == (16, 28, 28, 1) and batch["image"].dtype == np.float32
+    assert batch["label"].shape == (16,) and batch["label"].dtype == np.int32
+    # Normalised from [0, 1]: the range is [(0 - m) / s, (1 - m) / s].
+    assert batch["image"].min() >= (0 - 0.13) / 0.31 - 1e-5
+    assert batch["image"].max() <= (1 - 0.13) / 0.31 + 1e-5
+    iterator.close()
+
+
+def test_same_seed_same_stream_other_seed_other_stream(digits_config):
+    info = validate_data_config(digits_config)
+    first = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 3)
+    again = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 3)
+    _assert_same_batches(first, again)
+    digits_config.seed = 4
+    other = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 1)
+    assert not np.array_equal(first[0]["label"], other[0]["label"])
+
+
+def test_resume_from_json_state_continues_exactly(digits_config):
+    info = validate_data_config(digits_config)
+    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    _take(iterator, 3)
+    state = json.loads(json.dumps(iterator.get_state()))  # what the checkpoint stores
+    expected = _take(iterator, 3)
+    resumed = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    resumed.set_state(state)
+    _assert_same_batches(_take(resumed, 3), expected)
+
+
+def test_two_processes_partition_every_epoch():
+    config = _synthetic_config(batch_size=8)
+    source = _synthetic_source(40)
+    per_process = [
+        [_ids(b) for b in _take(make_train_iterator(config, SYNTHETIC_INFO, process_index=p,
+                                                    process_count=2, source=source), 10)]
+        for p in range(2)
+    ]
+    assert all(len(ids) == 4 for ids in per_process[0] + per_process[1])  # 8 // 2
+    epochs = []
+    for epoch in range(2):  # 40 examples / global batch 8 = 5 batches per epoch
+        shards = [np.concatenate(ids[5 * epoch:5 * epoch + 5]) for ids in per_process]
+        assert not set(shards[0]) & set(shards[1])
+        union = np.sort(np.concatenate(shards))
+        np.testing.assert_array_equal(union, np.arange(40))
+        epochs.append(np.stack(shards, axis=1).reshape(-1))  # global order: interleaved
+    assert not np.array_equal(epochs[0], epochs[1])  # reshuffled each epoch
+    assert not np.array_equal(epochs[0], np.arange(40))  # shuffled at all
+
+
+def test_global_batch_does_not_depend_on_process_count(digits_config):
+    info = validate_data_config(digits_config)
+    single = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 2)
+    shards = [_take(make_train_iterator(digits_config, info, process_index=p, process_count=2), 2)
+              for p in range(2)]
+    for k in range(2):
+        # Global position j of batch k comes from process j % 2, row j // 2.
+        for j in range(16):
+            row = shards[j % 2][k]
+            np.testing.assert_array_equal(single[k]["image"][j], row["image"][j // 2])
+            assert single[k]["label"][j] == row["label"][j // 2]
+
+
+def test_train_iterator_crosses_epochs_without_stopping():
+    config = _synthetic_config(batch_size=4)
+    iterator = make_train_iterator(config, SYNTHETIC_INFO, process_index=0, process_count=1,
+                                   source=_synthetic_source(10))
+    ids = np.concatenate([_ids(b) for b in _take(iterator, 10)])  # 4 epochs of 10
+    for epoch in range(4):
+        np.testing.assert_array_equal(np.sort(ids[10 * epoch:10 * epoch + 10]), np.arange(10))
+
+
+@pytest.mark.parametrize("size, eval_batch_size, process_count", [
+    (37, 8, 2), (5, 8, 2), (16, 8, 2), (10, 6, 3), (7, 4, 1)])
+def test_eval_padding_gives_equal_batch_counts_and_each_example_once(
+        size, eval_batch_size, process_count):
+    config = _synthetic_config(eval_batch_size=eval_batch_size)
+    source = _synthetic_source(size)
+    expected_batches = -(-size // eval_batch_size)
+    real_ids = []
+    for p in range(process_count):
+        batches = make_eval_iterator(config, SYNTHETIC_INFO, process_index=p,
+                                     process_count=process_count, source=source)
+        listed = list(batches)
+        assert len(batches) == len(listed) == expected_batches
+        for batch in listed:
+            assert batch["image"].shape == (eval_batch_size // process_count, 4, 4, 1)
+            assert batch["mask"].dtype == np.float32
+            assert set(np.unique(batch["mask"])) <= {0.0, 1.0}
+            real = batch["mask"] == 1
+            real_ids.extend(_ids(batch)[real])
+            np.testing.assert_array_equal(batch["label"][real], _ids(batch)[real] % 3)
+        assert len(list(batches)) == expected_batches  # re-iterable
+    np.testing.assert_array_equal(np.sort(real_ids), np.arange(size))
+
+
+def test_eval_over_digits_test_split_with_two_processes(digits_config):
+    info = validate_data_config(digits_config)
+    images, labels = [], []
+    counts = []
+    for p in range(2):
+        batches = list(make_eval_iterator(digits_config, info, process_index=p, process_count=2))
+        counts.append(len(batches))
+        for batch in batches:
+            real = batch["mask"] == 1
+            images.extend(batch["image"][real])
+            labels.extend(batch["label"][real])
+    assert counts == [4, 4]  # ceil(1000 / 256)
+    assert len(images) == 1000
+    assert len({image.tobytes() for image in images}) == 1000
+    np.testing.assert_array_equal(np.bincount(labels), [100] * 10)
+    # Eval images are not augmented: they are exactly the normalised source images.
+    from vision_jax.data import open_source
+
+    source, _ = open_source("builtin:digits", "test", data_dir=digits_config.data_dir)
+    expected = {normalize(to_float(source[i]["image"]), (0.13,), (0.31,)).tobytes()
+                for i in range(len(source))}
+    assert {image.tobytes() for image in images} == expected
+
+
+def test_worker_processes_give_the_in_process_stream_and_resume(digits_config):
+    info = validate_data_config(digits_config)
+    expected = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 4)
+    digits_config.num_data_workers = 1
+    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    try:
+        _assert_same_batches(_take(iterator, 2), expected[:2])
+        state = json.loads(json.dumps(iterator.get_state()))
+    finally:
+        iterator.close()
+    resumed = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    try:
+        resumed.set_state(state)
+        _assert_same_batches(_take(resumed, 2), expected[2:])
+    finally:
+        resumed.close()
+
+
+@pytest.mark.parametrize("field, value, process_count, message", [
+    ("batch_size", 10, 4, r"config\.batch_size=10 must be a positive multiple of the process "
+                          r"count 4; set it to e\.g\. 8"),
+    ("eval_batch_size", 3, 2, r"config\.eval_batch_size=3 must be a positive multiple"),
+    ("train_split", "validation", 1, r"config\.train_split='validation'.*available: test, train"),
+    ("normalize.mean", (0.1, 0.2, 0.3), 1, r"config\.normalize\.mean=.*1 channel"),
+    ("augment.scale", (1.2, 0.8), 1, r"config\.augment\.scale"),
+    ("dataset", "builtin:missing", 1, r"config\.dataset='builtin:missing'"),
+])
+def test_bad_config_fails_before_any_pipeline(digits_config, field, value, process_count,
+                                              message):
+    *parents, leaf = field.split(".")
+    target = digits_config
+    for parent in parents:
+        target = target[parent]
+    target[leaf] = value
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        validate_data_config(digits_config, process_count=process_count)
+
+
+def test_eval_uses_the_given_split(digits_config):
+    info = validate_data_config(digits_config)
+    batches = make_eval_iterator(digits_config, info, "train", process_index=0, process_count=1)
+    assert batches.num_examples == 4000 and len(batches) == 16
+    first = next(iter(batches))
+    assert first["mask"].sum() == 256
+
+
+def test_missing_config_field_is_named(digits_config):
+    del digits_config.augment["rotate_degrees"]
+    with pytest.raises(ValueError, match=r"config\.augment\.rotate_degrees is missing"):
+        validate_data_config(digits_config)
+
+
+def test_image_channels_converts_grey_digits_to_rgb(digits_config):
+    digits_config.image_channels = 3
+    digits_config.normalize.mean = (0.1, 0.2, 0.3)
+    digits_config.normalize.std = (1.0, 1.0, 1.0)
+    info = validate_data_config(digits_config)
+    batch = next(iter(make_eval_iterator(digits_config, info, process_index=0, process_count=1)))
+    assert batch["image"].shape == (256, 28, 28, 3)
+    # Same grey pixel in every channel, each shifted by its own mean.
+    np.testing.assert_allclose(batch["image"][..., 1] - batch["image"][..., 0], -0.1, atol=1e-6)
+    np.testing.assert_allclose(batch["image"][..., 2] - batch["image"][..., 0], -0.2, atol=1e-6)
+    digits_config.image_channels = 2
+    with pytest.raises(ValueError, match=r"config\.image_channels=2 must be"):
+        validate_data_config(digits_config)
+
+
+def test_folder_dataset_of_mixed_sizes_is_resized_into_batches(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for i, (height, width) in enumerate([(20, 30), (33, 17), (16, 16), (40, 40)]):
+            directory = tmp_path / "photos" / split / ("a" if i % 2 else "b")
+            directory.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(directory / f"{i}.jpg")
+    config = default_data_config()
+    config.dataset = f"folder:{tmp_path / 'photos'}"
+    config.image_size = 12
+    config.batch_size = 4
+    config.eval_batch_size = 4
+    config.augment.flip = True
+    config.augment.crop_padding = 2
+    info = validate_data_config(config)
+    assert info.image_shape is None and info.num_channels == 3 and info.num_classes == 2
+    batch = next(make_train_iterator(config, info, process_index=0, process_count=1))
+    assert batch["image"].shape == (4, 12, 12, 3)
+    assert sorted(batch["label"]) == [0, 0, 1, 1]
+    (eval_batch,) = list(make_eval_iterator(config, info, process_index=0, process_count=1))
+    assert eval_batch["mask"].tolist() == [1, 1, 1, 1]

@@ -1,0 +1,37 @@
+"""Running `python -m vision_jax.train` as a user would, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_env(devices: int = 1) -> dict[str, str]:
+    """A subprocess environment with `devices` simulated CPU devices."""
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def train_command(workdir, *overrides: str, config: str = "configs/mnist_cnn.py:smoke",
+                  module: str = "vision_jax.train") -> list[str]:
+    return [sys.executable, "-m", module, f"--config={REPO / config}", f"--workdir={workdir}",
+            "--config.progress_bar=False", *overrides]
+
+
+def run_train(workdir, *overrides: str, devices: int = 1, env_extra: dict | None = None,
+              config: str = "configs/mnist_cnn.py:smoke", timeout: int = 300,
+              check: bool = True) -> subprocess.CompletedProcess:
+    env = cpu_env(devices)
+    env.update(env_extra or {})
+    result = subprocess.run(train_command(workdir, *overrides, config=config), cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"train failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result

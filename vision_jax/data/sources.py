@@ -1,0 +1,293 @@
+"""Random-access data sources named by a string: `builtin:`, `tfds:` and `folder:`.
+
+`open_source(dataset, split)` returns a source (``len`` + ``__getitem__``) of
+records ``{"image": uint8 HWC ndarray, "label": int, ...}``, decoded lazily per
+record, plus a `DatasetInfo`. Dataset strings:
+
+- ``builtin:<name>`` — an offline dataset shipped in `vision_jax.data.builtin`
+  (e.g. ``builtin:digits``), prepared into the TFDS data dir on first use;
+- ``tfds:<name>[:<version>]`` — a TFDS catalog dataset already prepared in
+  array_record format (preparing one needs TensorFlow: the `[tfds-build]` extra);
+- ``folder:<path>`` — class-per-subfolder images (see `vision_jax.data.folder`);
+  a relative path resolves against `data_dir` when one is given.
+
+`validate_dataset` runs every check `open_source` does for a set of splits, so a
+trainer can fail with a one-line message before it compiles anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from vision_jax.data import folder as folder_lib
+from vision_jax.data.registry import builtin_names, get_builtin, register_builtin
+
+__all__ = [
+    "DatasetInfo", "DataSource", "builtin_names", "open_source", "open_splits", "parse_dataset",
+    "prepare_builtin", "register_builtin", "validate_dataset",
+]
+
+SCHEMES = ("builtin", "tfds", "folder")
+# TFDS split syntax: "train", "train[:90%]", "train+validation"; we check the base names.
+_SPLIT_PART = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*(\[.*\])?\s*$")
+
+
+class DataSource(Protocol):
+    """What the pipeline needs from a source: random access to records."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the trainer needs to know about a dataset before building a model.
+
+    `image_shape` is (H, W, C), or None when image sizes vary within the dataset;
+    `num_channels` is C even then (None only if unknown). `num_classes` and
+    `class_names` come from the `label` feature (None without one).
+    """
+
+    name: str
+    num_classes: int | None
+    class_names: tuple[str, ...] | None
+    image_shape: tuple[int, int, int] | None
+    split_sizes: dict[str, int]
+    num_channels: int | None = None
+
+
+def parse_dataset(dataset: str) -> tuple[str, str]:
+    """Splits ``"<scheme>:<rest>"``; raises a one-line error naming `config.dataset`."""
+    scheme, sep, rest = dataset.partition(":")
+    if not sep or scheme not in SCHEMES or not rest:
+        raise ValueError(
+            f"config.dataset={dataset!r} is not a dataset string; use one of "
+            f"builtin:<name> (names: {', '.join(builtin_names())}), tfds:<name>[:version], "
+            "folder:<path>")
+    return scheme, rest
+
+
+def _data_dir_or_none(data_dir: str | None) -> str | None:
+    return os.path.expanduser(data_dir) if data_dir else None
+
+
+# -- builtin -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: str) -> Iterator[None]:
+    # Several local processes of one job may prepare the same dataset at once;
+    # TFDS's own tmp-dir-then-rename is not safe against that race.
+    with open(path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def prepare_builtin(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The prepared builder of `builtin:<name>`, generating it into `data_dir` if needed."""
+    builder_class = get_builtin(name)
+    if builder_class is None:
+        raise ValueError(
+            f"config.dataset='builtin:{name}' is not a built-in dataset; "
+            f"use one of: {', '.join('builtin:' + n for n in builtin_names())}")
+    builder = builder_class(data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+        return builder
+    os.makedirs(builder.data_dir_root, exist_ok=True)
+    with _exclusive_lock(os.path.join(builder.data_dir_root, f".{builder.name}.lock")):
+        builder = builder_class(data_dir=data_dir, file_format="array_record")
+        if not builder.is_prepared():  # another process may have finished it meanwhile
+            builder.download_and_prepare()
+            builder = builder_class(data_dir=data_dir, file_format="array_record")
+    return builder
+
+
+# -- tfds catalog ------------------------------------------------------------------------------
+
+
+def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise FileNotFoundError(
+            f"config.data_dir={data_dir!r} does not exist; set it to the directory the "
+            "dataset was prepared into (or '' for the TFDS default ~/tensorflow_datasets)")
+    name, _, version = name.partition(":")
+    try:
+        builder = tfds.builder(f"{name}:{version}" if version else name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"config.dataset='tfds:{name}' is not in the TFDS catalog; "
+            "check the name at https://www.tensorflow.org/datasets/catalog") from None
+    except AssertionError as error:  # TFDS reports unknown versions this way
+        raise ValueError(
+            f"config.dataset='tfds:{name}:{version}': {error}; use one of those versions "
+            "or drop ':<version>'") from None
+    build_command = (
+        "pip install -e '.[tfds-build]' && tfds build "
+        f"{name} --file_format=array_record --data_dir {data_dir or '~/tensorflow_datasets'}")
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"config.dataset='tfds:{name}' is not prepared in {builder.data_dir_root}; "
+            f"prepare it once (needs TensorFlow): {build_command}, or fix config.data_dir")
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+        raise ValueError(
+            f"config.dataset='tfds:{name}' is prepared as {builder.info.file_format.value}, "
+            f"which has no random access; re-prepare it: {build_command}")
+    return builder
+
+
+# -- info and sources --------------------------------------------------------------------------
+
+
+def _tfds_info(builder: tfds.core.DatasetBuilder, name: str) -> DatasetInfo:
+    features = builder.info.features
+    num_classes = class_names = None
+    if "label" in features and isinstance(features["label"], tfds.features.ClassLabel):
+        num_classes = features["label"].num_classes
+        class_names = tuple(features["label"].names)
+    image_shape = num_channels = None
+    if "image" in features:
+        shape = tuple(features["image"].shape)
+        num_channels = shape[-1]
+        image_shape = shape if None not in shape else None
+    return DatasetInfo(
+        name=name,
+        num_classes=num_classes,
+        class_names=class_names,
+        image_shape=image_shape,
+        split_sizes={s: info.num_examples for s, info in builder.info.splits.items()},
+        num_channels=num_channels,
+    )
+
+
+def _check_split(split: str, available: Mapping[str, int], split_field: str, allow_slices: bool):
+    parts = split.split("+") if allow_slices else [split]
+    for part in parts:
+        match = _SPLIT_PART.match(part)
+        base = match.group(1) if match and (allow_slices or not match.group(2)) else None
+        if base not in available:
+            raise ValueError(
+                f"{split_field}={split!r} is not a split of this dataset; "
+                f"available: {', '.join(sorted(available))}")
+
+
+class _TfdsRecords:
+    """A TFDS array_record source whose records have NumPy images and int labels."""
+
+    def __init__(self, source: Any):
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return _as_record(self._source[index])
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        # Grain reads batches through this; TFDS reads several records in one call.
+        return [_as_record(r) for r in self._source.__getitems__(indices)]
+
+    def __repr__(self) -> str:
+        return f"TfdsRecords({self._source!r})"
+
+
+def _as_record(example: dict[str, Any]) -> dict[str, Any]:
+    record = dict(example)
+    if "image" in record:
+        record["image"] = np.asarray(record["image"])
+    if "label" in record and np.ndim(record["label"]) == 0:
+        record["label"] = int(record["label"])
+    return record
+
+
+def _resolve_folder(path: str, data_dir: str | None) -> str:
+    path = os.path.expanduser(path)
+    if not os.path.isabs(path) and data_dir:
+        path = os.path.join(data_dir, path)
+    if not os.path.isdir(path):
+        hint = " (relative paths resolve against config.data_dir)" if data_dir else ""
+        raise FileNotFoundError(
+            f"config.dataset='folder:{path}': directory {os.path.abspath(path)} does not "
+            f"exist; point config.dataset at an existing folder{hint}")
+    return path
+
+
+def _open_folder(path: str, splits: Mapping[str, str], data_dir: str | None,
+                 channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
+    root = _resolve_folder(path, data_dir)
+    try:
+        index = folder_lib.index_folder(os.path.abspath(root))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"config.dataset='folder:{path}': {error}") from None
+    sizes = {name: len(items) for name, items in index.splits.items()}
+    for field, split in splits.items():
+        _check_split(split, sizes, field, allow_slices=False)
+    sources = {s: folder_lib.FolderSource(root, s, channels=channels) for s in splits.values()}
+    any_source = next(iter(sources.values())) if sources else folder_lib.FolderSource(
+        root, sorted(sizes)[0], channels=channels)
+    info = DatasetInfo(
+        name=f"folder:{path}",
+        num_classes=len(index.class_names),
+        class_names=index.class_names,
+        image_shape=any_source.image_shape(),
+        split_sizes=sizes,
+        num_channels=any_source.channels,
+    )
+    return sources, info
+
+
+def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = None,
+                channels: int | None = None) -> tuple[dict[str, DataSource], DatasetInfo]:
+    """Sources for every split in `splits` ({config field: split name}), and the info.
+
+    Checks every split before opening any; errors name the config field.
+    """
+    scheme, rest = parse_dataset(dataset)
+    data_dir = _data_dir_or_none(data_dir)
+    if scheme == "folder":
+        return _open_folder(rest, splits, data_dir, channels)
+    builder = prepare_builtin(rest, data_dir) if scheme == "builtin" else _tfds_builder(
+        rest, data_dir)
+    info = _tfds_info(builder, dataset)
+    for field, split in splits.items():
+        _check_split(split, info.split_sizes, field, allow_slices=True)
+    sources = {s: _TfdsRecords(builder.as_data_source(split=s)) for s in splits.values()}
+    return sources, info
+
+
+def open_source(
+    dataset: str, split: str, *, data_dir: str | None = None, channels: int | None = None
+) -> tuple[DataSource, DatasetInfo]:
+    """A lazily decoding random-access source of `split` of `dataset`, and its info.
+
+    `data_dir`: the TFDS data dir ('' or None = the TFDS default); for `folder:`
+    datasets, the base of a relative path. `channels` (folder datasets only)
+    forces 1, 3 or 4 channels instead of the first image's count.
+    """
+    sources, info = open_splits(dataset, {"split": split}, data_dir, channels)
+    return sources[split], info
+
+
+def validate_dataset(
+    dataset: str, splits: Mapping[str, str] | None = None, data_dir: str | None = None
+) -> DatasetInfo:
+    """Checks that `dataset` exists and has `splits`, without building a pipeline.
+
+    `splits` maps the config field to the split it names, e.g.
+    ``{"config.train_split": "train", "config.eval_split": "test"}``, so errors
+    name the field to fix. Built-in datasets are prepared here if needed.
+    """
+    _, info = open_splits(dataset, dict(splits or {}), data_dir)
+    return info

@@ -1,0 +1,50 @@
+"""Re-evaluate a run's latest checkpoint.
+
+    python -m vision_jax.evaluate --workdir runs/mnist [--split test]
+
+Reads the config the run wrote (`config.json`), restores the latest checkpoint,
+prints the metrics as JSON and rewrites the task's reports.
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
+_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the config's eval_split).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from vision_jax.cli import quiet_library_logs
+    from vision_jax.parallel import distributed
+
+    quiet_library_logs()
+    distributed.initialize()
+    import jax
+
+    from vision_jax.cli import user_errors_exit
+    from vision_jax.training import loop
+
+    with user_errors_exit():
+        config = loop.load_workdir_config(_WORKDIR.value)
+        exp = loop.build_experiment(config, _WORKDIR.value)
+        state, _ = exp.checkpointer.restore(exp.abstract_state)
+        split = _SPLIT.value or config.eval_split
+        sums = loop.evaluate(exp, state, split)
+        exp.checkpointer.close()
+    metrics = {"step": int(jax.device_get(state.step)),
+               **{f"{split}/{k}": v for k, v in exp.task.summarize(sums).items()}}
+    if exp.is_main:
+        exp.task.write_report(sums, _WORKDIR.value, prefix=split)
+        print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    from vision_jax.cli import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,19 @@
+"""Convolution, pooling and box kernels; `lax` is the reference for each."""
+
+from vision_jax.ops.conv import conv2d
+from vision_jax.ops.pool import (
+    avg_pool,
+    channel_max_pool,
+    global_avg_pool,
+    global_max_pool,
+    max_pool,
+)
+
+__all__ = [
+    "avg_pool",
+    "channel_max_pool",
+    "conv2d",
+    "global_avg_pool",
+    "global_max_pool",
+    "max_pool",
+]

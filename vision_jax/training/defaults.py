@@ -1,0 +1,94 @@
+"""Every config field the trainer knows, with its default.
+
+Configs in `configs/` start from `default_config()` and override what they
+need; `--config.<field>=value` on the command line can only set fields that
+exist here (ml_collections rejects unknown fields and wrong types).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # --- what to train -------------------------------------------------
+    c.task = "classification"  # vision_jax.tasks registry name
+    c.model_name = "seed_cnn"  # vision_jax.models registry name
+    # Extra keyword arguments for vision_jax.models.create (model-specific).
+    c.model = ml_collections.ConfigDict(
+        {"dropout_rate": 0.0, "conv_impl": "auto", "pool_impl": "auto"}
+    )
+    c.num_classes = 10
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
+    c.label_smoothing = 0.0
+
+    # --- data ------------------------------------------------------------
+    c.dataset = "builtin:digits"  # builtin:<name> | tfds:<name> | folder:<path>
+    c.data_dir = ""  # TFDS data dir; '' = TFDS default (~/tensorflow_datasets)
+    c.train_split = "train"
+    c.eval_split = "test"
+    c.image_size = 28
+    c.image_channels = 0  # 0 = the dataset's own; 1 or 3 converts (grey <-> RGB)
+    c.batch_size = 128  # global, over all devices and processes
+    c.eval_batch_size = 256  # global
+    c.num_data_workers = 0  # 0 = load in the training process
+    c.normalize = ml_collections.ConfigDict({"mean": (0.5,), "std": (0.5,)})
+    c.augment = ml_collections.ConfigDict(
+        {
+            "crop_padding": 0,  # pixels of zero padding before a random crop; 0 = off
+            "flip": False,  # random horizontal flip
+            "scale": (1.0, 1.0),  # random zoom range; (1, 1) = off
+            "rotate_degrees": 0.0,  # random rotation in [-d, d]; 0 = off
+            "color_jitter": 0.0,  # brightness/contrast/saturation strength; 0 = off
+        }
+    )
+
+    # --- how long ----------------------------------------------------------
+    c.num_epochs = 10.0  # used when num_steps == 0
+    c.num_steps = 0  # > 0: train exactly this many steps
+
+    # --- optimiser ------------------------------------------------------------
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adam",  # sgd | adam | adamw | rmsprop
+            "learning_rate": 1e-3,  # peak learning rate
+            "momentum": 0.9,  # sgd momentum (0 = plain SGD); rmsprop momentum
+            "nesterov": False,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "rmsprop_decay": 0.9,
+            "weight_decay": 0.0,  # decoupled for adamw, L2 added to the gradient otherwise
+            "weight_decay_on": "kernels",  # kernels (no biases, no norm params) | all
+            "grad_clip_norm": 0.0,  # 0 = no clipping
+            "grad_accum_steps": 1,  # > 1: average gradients over this many batches
+        }
+    )
+    c.schedule = ml_collections.ConfigDict(
+        {
+            "name": "constant",  # constant | warmup_cosine | step | plateau
+            "warmup_epochs": 0.0,
+            "warmup_steps": 0,  # > 0 wins over warmup_epochs
+            "end_factor": 0.0,  # warmup_cosine: final lr = end_factor * peak
+            "decay_epochs": (),  # step: multiply by decay_factor at these epochs
+            "decay_factor": 0.1,
+            "plateau_patience": 5,  # plateau: epochs without improvement of train loss
+            "plateau_factor": 0.1,
+            "plateau_cooldown": 0,
+        }
+    )
+
+    # --- parallelism -------------------------------------------------------------
+    # Device mesh axes; -1 = all remaining devices. The batch is split over data*fsdp.
+    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+
+    # --- bookkeeping ---------------------------------------------------------------
+    c.log_every_steps = 50
+    c.eval_every_steps = 0  # 0 = once per epoch
+    c.checkpoint_every_steps = 0  # 0 = once per epoch
+    c.keep_checkpoints = 3
+    c.progress_bar = True
+    return c

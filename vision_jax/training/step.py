@@ -1,0 +1,79 @@
+"""The jitted train and eval steps: pure functions of (state, batch, rng).
+
+They are written for the global batch; how it is split over devices is the
+business of the shardings the loop passes to `jax.jit`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import optax
+
+from vision_jax.training.state import TrainState
+
+
+def train_step(
+    state: TrainState,
+    batch: dict,
+    rng: jax.Array,
+    *,
+    model: nn.Module,
+    tx: optax.GradientTransformationExtraArgs,
+    task,
+) -> tuple[TrainState, dict]:
+    """One optimiser step. Returns the new state and metric *sums* over the batch."""
+    # A fresh key per step, derived from the step number so a resumed run
+    # draws exactly the dropout masks an uninterrupted one would.
+    step_rng = jax.random.fold_in(rng, state.step)
+    has_bn = bool(state.batch_stats)
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if has_bn:
+            variables["batch_stats"] = state.batch_stats
+        outputs, updates = model.apply(
+            variables, batch["image"], train=True,
+            mutable=["batch_stats"] if has_bn else [], rngs={"dropout": step_rng})
+        loss, sums = task.loss(outputs, batch)
+        return loss, (sums, updates)
+
+    (loss, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=updates["batch_stats"] if has_bn else state.batch_stats,
+        opt_state=opt_state,
+    )
+    return new_state, sums
+
+
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module, task) -> dict:
+    """Metric sums for one (padded, masked) eval batch."""
+    outputs = model.apply(state.variables(), batch["image"], train=False)
+    return task.eval_sums(outputs, batch)
+
+
+def predict_step(state: TrainState, images: jax.Array, *, model: nn.Module) -> jax.Array:
+    return model.apply(state.variables(), images, train=False)
+
+
+def jit_steps(model, tx, task, state_sharding, batch_sharding, replicated):
+    """The three steps jitted with explicit input/output shardings."""
+    train = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, task=task),
+        in_shardings=(state_sharding, batch_sharding, replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=(0,),
+    )
+    evaluate = jax.jit(
+        functools.partial(eval_step, model=model, task=task),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=replicated,
+    )
+    predict = jax.jit(functools.partial(predict_step, model=model),
+                      in_shardings=(state_sharding, batch_sharding))
+    return train, evaluate, predict
