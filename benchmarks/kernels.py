@@ -196,12 +196,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="a few small shapes and 3 repeats: a CI smoke test (< 1 minute)")
-    parser.add_argument("--dtype", type=parse_dtypes, default=parse_dtypes("f32,bf16"),
-                        help="comma list of f32, bf16 (default: both)")
+    parser.add_argument("--dtype", type=parse_dtypes, default=None,
+                        help="comma list of f32, bf16 (default: both; f32 with --quick)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="output folder (default: benchmarks/results)")
     args = parser.parse_args(argv)
-    document = run(QUICK_CASES if args.quick else FULL_CASES, args.dtype, args.quick, args.out)
+    dtypes = args.dtype or parse_dtypes("f32" if args.quick else "f32,bf16")
+    document = run(QUICK_CASES if args.quick else FULL_CASES, dtypes, args.quick, args.out)
     print(f"{len(document['records'])} records, {len(document['unsupported'])} unsupported, "
           f"{len(document['failures'])} failed in {document['meta']['wall_s']:.0f} s -> "
           f"{args.out}")

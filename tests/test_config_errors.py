@@ -52,6 +52,10 @@ def test_batch_that_does_not_divide_the_devices(tmp_path, digits_data_dir):
 
 
 def test_catalog_dataset_that_is_not_prepared(tmp_path):
+    message = _fail(tmp_path, f"--config.data_dir={tmp_path / 'missing'}",
+                    "--config.dataset=tfds:mnist")
+    assert "config.data_dir" in message and "does not exist" in message
+    (tmp_path / "empty").mkdir()
     message = _fail(tmp_path, f"--config.data_dir={tmp_path / 'empty'}",
                     "--config.dataset=tfds:mnist")
-    assert "tfds:mnist" in message and "tfds build" in message
+    assert "mnist" in message and "tfds build" in message

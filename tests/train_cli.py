@@ -26,7 +26,7 @@ def train_command(workdir, *overrides: str, config: str = "configs/mnist_cnn.py:
 
 
 def run_train(workdir, *overrides: str, devices: int = 1, env_extra: dict | None = None,
-              config: str = "configs/mnist_cnn.py:smoke", timeout: int = 300,
+              config: str = "configs/mnist_cnn.py:smoke", timeout: int = 600,
               check: bool = True) -> subprocess.CompletedProcess:
     env = cpu_env(devices)
     env.update(env_extra or {})

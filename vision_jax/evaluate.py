@@ -35,12 +35,12 @@ def main(argv: list[str]) -> None:
         exp = loop.build_experiment(config, _WORKDIR.value)
         state, _ = exp.checkpointer.restore(exp.abstract_state)
         split = _SPLIT.value or config.eval_split
-        sums = loop.evaluate(exp, state, split)
+        results = loop.evaluate(exp, state, split)
         exp.checkpointer.close()
     metrics = {"step": int(jax.device_get(state.step)),
-               **{f"{split}/{k}": v for k, v in exp.task.summarize(sums).items()}}
+               **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}
     if exp.is_main:
-        exp.task.write_report(sums, _WORKDIR.value, prefix=split)
+        exp.task.write_report(results, _WORKDIR.value, prefix=split)
         print(json.dumps(metrics))
 
 

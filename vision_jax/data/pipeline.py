@@ -16,8 +16,9 @@ with ``mask = 1``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
@@ -65,6 +66,24 @@ def _image_and_label(record: dict[str, Any]) -> dict[str, Any]:
     return {"image": record["image"], "label": record["label"]}
 
 
+@dataclasses.dataclass(frozen=True)
+class ExampleSpec:
+    """How a task turns source records into batches; the pipeline around it
+    (shuffling, per-process sharding, padding, resumable state) is shared.
+
+    select: record -> example dict with "image" and the task's targets.
+    preprocess: config -> deterministic transforms (train and eval), on the example.
+    augmentations: config.augment -> random transforms (train only); geometric ones
+      must move the targets (masks, boxes) together with the image.
+    stack: list of examples -> batch dict of arrays.
+    """
+
+    select: Callable[[dict[str, Any]], dict[str, Any]]
+    preprocess: Callable[[ml_collections.ConfigDict], list]
+    augmentations: Callable[[ml_collections.ConfigDict], list]
+    stack: Callable[[list[dict[str, Any]]], dict[str, np.ndarray]]
+
+
 def _preprocess(config: ml_collections.ConfigDict) -> list[grain.transforms.Map]:
     steps: list[grain.transforms.Map] = [transforms.ToFloat()]
     if config.get("image_channels", 0):
@@ -98,6 +117,10 @@ def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return batch
 
 
+CLASSIFICATION = ExampleSpec(select=_image_and_label, preprocess=_preprocess,
+                             augmentations=augmentations, stack=_stack)
+
+
 def _read_options() -> grain.ReadOptions:
     # Grain's default prefetch (500 elements) is per thread pool, in examples here.
     return grain.ReadOptions(num_threads=8, prefetch_buffer_size=256)
@@ -110,6 +133,7 @@ def make_train_iterator(
     process_index: int,
     process_count: int,
     source: DataSource | None = None,
+    spec: ExampleSpec | None = None,
 ) -> grain.DatasetIterator:
     """This process's infinite iterator of training batches.
 
@@ -128,10 +152,11 @@ def make_train_iterator(
         raise ValueError(f"config.train_split={config.train_split!r} is empty")
 
     dataset = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat(None)
-    dataset = dataset.map(_image_and_label)
-    for transform in _preprocess(config):
+    spec = spec or CLASSIFICATION
+    dataset = dataset.map(spec.select)
+    for transform in spec.preprocess(config):
         dataset = dataset.map(transform)
-    chain = augmentations(config.augment)
+    chain = spec.augmentations(config.augment)
     if chain:
         dataset = dataset.random_map(
             transforms.RandomChain(chain), seed=config.seed + _AUGMENT_SEED_OFFSET)
@@ -146,7 +171,7 @@ def make_train_iterator(
             flags.FLAGS.mark_as_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=config.num_data_workers))
-    return iter(iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=_stack))
+    return iter(iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack))
 
 
 class EvalBatches:
@@ -172,6 +197,7 @@ def make_eval_iterator(
     process_index: int,
     process_count: int,
     source: DataSource | None = None,
+    spec: ExampleSpec | None = None,
 ) -> EvalBatches:
     """This process's eval batches of `split` (default `config.eval_split`), padded.
 
@@ -195,8 +221,9 @@ def make_eval_iterator(
     num_batches = math.ceil(num_examples / global_batch)
     padded_size = num_batches * global_batch
 
-    dataset = grain.MapDataset.source(source).map(_image_and_label)
-    for transform in _preprocess(config):
+    spec = spec or CLASSIFICATION
+    dataset = grain.MapDataset.source(source).map(spec.select)
+    for transform in spec.preprocess(config):
         dataset = dataset.map(transform)
     dataset = dataset.map(transforms.Normalize(config.normalize.mean, config.normalize.std))
     copies = math.ceil(padded_size / num_examples)
@@ -204,5 +231,5 @@ def make_eval_iterator(
     dataset = dataset.map_with_index(
         lambda index, example: {**example, "mask": float(index < num_examples)})
     dataset = dataset[process_index::process_count]
-    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=_stack)
+    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack)
     return EvalBatches(dataset, num_batches, num_examples)

@@ -8,6 +8,8 @@ record, plus a `DatasetInfo`. Dataset strings:
   (e.g. ``builtin:digits``), prepared into the TFDS data dir on first use;
 - ``tfds:<name>[:<version>]`` — a TFDS catalog dataset already prepared in
   array_record format (preparing one needs TensorFlow: the `[tfds-build]` extra);
+- ``segmentation_folder:<path>`` — `images/` + `annotations/` masks, e.g. the Oxford-IIIT
+  Pet layout (see `vision_jax.data.segmentation`);
 - ``folder:<path>`` — class-per-subfolder images (see `vision_jax.data.folder`);
   a relative path resolves against `data_dir` when one is given.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import importlib
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -37,6 +40,12 @@ __all__ = [
 ]
 
 SCHEMES = ("builtin", "tfds", "folder")
+# Schemes served by other modules, imported on first use: scheme -> (module, function), where
+# function(rest, splits, data_dir, channels) returns (sources, info) as `open_splits` does.
+PLUGIN_SCHEMES = {
+    "segmentation_folder": ("vision_jax.data.segmentation", "open_segmentation_folder"),
+    "coco": ("vision_jax.data.detection", "open_coco"),  # COCO-format JSON + images
+}
 # TFDS split syntax: "train", "train[:90%]", "train+validation"; we check the base names.
 _SPLIT_PART = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*(\[.*\])?\s*$")
 
@@ -69,11 +78,11 @@ class DatasetInfo:
 def parse_dataset(dataset: str) -> tuple[str, str]:
     """Splits ``"<scheme>:<rest>"``; raises a one-line error naming `config.dataset`."""
     scheme, sep, rest = dataset.partition(":")
-    if not sep or scheme not in SCHEMES or not rest:
+    if not sep or scheme not in (*SCHEMES, *PLUGIN_SCHEMES) or not rest:
         raise ValueError(
             f"config.dataset={dataset!r} is not a dataset string; use one of "
             f"builtin:<name> (names: {', '.join(builtin_names())}), tfds:<name>[:version], "
-            "folder:<path>")
+            "folder:<path>, segmentation_folder:<path>")
     return scheme, rest
 
 
@@ -258,6 +267,9 @@ def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = 
     data_dir = _data_dir_or_none(data_dir)
     if scheme == "folder":
         return _open_folder(rest, splits, data_dir, channels)
+    if scheme in PLUGIN_SCHEMES:
+        module, function = PLUGIN_SCHEMES[scheme]
+        return getattr(importlib.import_module(module), function)(rest, splits, data_dir, channels)
     builder = prepare_builtin(rest, data_dir) if scheme == "builtin" else _tfds_builder(
         rest, data_dir)
     info = _tfds_info(builder, dataset)

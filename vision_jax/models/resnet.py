@@ -10,6 +10,8 @@ Options:
   * ``zero_init_last_bn``: the last BN scale of each residual block starts at zero, so every
     block starts as the identity (Goyal et al., 2017), which helps large-batch training.
   * ``dropout_rate``: dropout before the classifier (0 in the paper).
+  * ``return_features``: return ``{"stage1": ..., "stage4": ...}``, the last map of each stage
+    (strides 4/8/16/32 with the ImageNet stem), instead of logits; for detection necks.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class ResNet(nn.Module):
     dropout_rate: float = 0.0
     conv_impl: str = "auto"
     pool_impl: str = "auto"
+    return_features: bool = False
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
@@ -117,12 +120,16 @@ class ResNet(nn.Module):
             x = layers.MaxPool((3, 3), (2, 2), padding=((1, 1), (1, 1)), impl=self.pool_impl,
                                name="stem_pool")(x)
 
+        features = {}
         for stage, num_blocks in enumerate(self.stage_sizes):
             for index in range(num_blocks):
                 strides = 2 if stage > 0 and index == 0 else 1
                 x = block_cls(self.width * 2**stage, strides, conv, norm,
                               zero_init_last_bn=self.zero_init_last_bn,
                               name=f"stage{stage + 1}_block{index + 1}")(x)
+            features[f"stage{stage + 1}"] = x
+        if self.return_features:
+            return features
 
         # The last conv map, for class-activation maps; a no-op unless "intermediates" is mutable.
         self.sow("intermediates", "features", x)

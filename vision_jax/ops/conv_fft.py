@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from vision_jax.ops.conv_geometry import ConvGeometry, Padding, conv_geometry, pad_input
+from vision_jax.ops.conv_matmul import batched_matmul
 
 
 def fft_unsupported_reason(
@@ -46,7 +47,13 @@ def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     size = (padded.shape[1], padded.shape[2])
     x_freq = jnp.fft.rfft2(padded, axes=(1, 2))
     k_freq = jnp.fft.rfft2(kernel.astype(compute_dtype), s=size, axes=(0, 1))
-    y_freq = jnp.einsum("nhwc,hwco->nhwo", x_freq, jnp.conj(k_freq))
+    # Per frequency, (N, C) @ (C, O): a batched matmul with the frequency axis leading.
+    n, fh, fw, c = x_freq.shape
+    y_freq = batched_matmul(
+        x_freq.reshape(n, fh * fw, c).transpose(1, 0, 2),
+        jnp.conj(k_freq).reshape(fh * fw, c, geom.out_c),
+    )
+    y_freq = y_freq.transpose(1, 0, 2).reshape(n, fh, fw, geom.out_c)
     y = jnp.fft.irfft2(y_freq, s=size, axes=(1, 2))
     (sh, sw) = geom.strides
     y = y[:, : (geom.out_h - 1) * sh + 1 : sh, : (geom.out_w - 1) * sw + 1 : sw, :]

@@ -10,17 +10,18 @@ the patch gradient is grad @ kernel^T, and the input gradient is its col2im: eac
 slice of it is put back onto the padded grid with an interior-padded ``lax.pad`` and the
 kh*kw pads are summed (XLA fuses them into one loop). Patches are rebuilt from ``x``
 in the backward pass instead of being kept as a residual: rebuilding is a cheap copy,
-keeping them costs kh*kw times the input's memory between the passes.
+keeping them costs kh*kw times the input's memory between the passes. On CPU both
+passes run over cache-sized batch chunks (``conv_chunking``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
+from vision_jax.ops.conv_chunking import chunked_conv
 from vision_jax.ops.conv_geometry import (
     ConvGeometry,
     Padding,
@@ -99,23 +100,21 @@ def _patches_t_times_grad(patches: jax.Array, grad: jax.Array, geom: ConvGeometr
     return _ungroup_kernel(grouped_matmul_tn(_group_patches(patches, geom), grouped_grad), geom)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return patches_times_kernel(im2col_patches(x, geom), kernel, geom)
 
 
-def _conv_fwd(x, kernel, geom):
-    return _conv(x, kernel, geom), (x, kernel)
-
-
-def _conv_bwd(geom, residuals, grad):
-    x, kernel = residuals
+def _backward(x, kernel, grad, geom):
     grad_x = col2im(_grad_times_kernel_t(grad, kernel, geom), geom)
     grad_kernel = _patches_t_times_grad(im2col_patches(x, geom), grad, geom)
-    return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
+    return grad_x, grad_kernel
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+def _patch_elements(geom: ConvGeometry) -> int:
+    return geom.out_h * geom.out_w * geom.taps * geom.in_c
+
+
+_conv = chunked_conv(_forward, _backward, _patch_elements)
 
 
 def conv2d_im2col(

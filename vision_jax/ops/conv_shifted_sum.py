@@ -5,20 +5,20 @@ by its (C, O) kernel slice, and the kh*kw products are summed. Unlike im2col no
 (N, Ho, Wo, kh*kw*C) patch tensor is built, so peak memory stays at one slice; the price
 is kh*kw smaller matmuls instead of one big one.
 
-The ``jax.custom_vjp`` keeps only ``x`` and ``kernel`` between the passes (autodiff
-would keep every tap's slice, i.e. the patch tensor im2col avoids): the backward pass
-re-slices ``x`` for the kernel gradient and puts each tap's input gradient back onto the
-padded grid with an interior-padded ``lax.pad``.
+The custom VJP (``conv_chunking.chunked_conv``) keeps only ``x`` and ``kernel`` between
+the passes (autodiff would keep every tap's slice, i.e. the patch tensor im2col avoids):
+the backward pass re-slices ``x`` for the kernel gradient and puts each tap's input
+gradient back onto the padded grid with an interior-padded ``lax.pad``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
+from vision_jax.ops.conv_chunking import chunked_conv
 from vision_jax.ops.conv_geometry import (
     ConvGeometry,
     Padding,
@@ -63,8 +63,7 @@ def tap_kernel_gradient(x: jax.Array, grad: jax.Array, geom: ConvGeometry) -> ja
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     padded = pad_input(x, geom)
     total = None
     for i, j in _taps(geom):
@@ -74,23 +73,22 @@ def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return total.reshape(geom.batch, geom.out_h, geom.out_w, geom.out_c)
 
 
-def _conv_fwd(x, kernel, geom):
-    return _conv(x, kernel, geom), (x, kernel)
-
-
-def _conv_bwd(geom, residuals, grad):
-    x, kernel = residuals
+def _backward(x, kernel, grad, geom):
     grad_rows = _grouped_rows(grad, geom.groups)
     grad_padded = None
     for i, j in _taps(geom):
         grad_patch = grouped_matmul_t(grad_rows, _tap_kernel(kernel, geom, i, j))
         placed = untap(grad_patch.reshape(*grad.shape[:3], geom.in_c), geom, i, j)
         grad_padded = placed if grad_padded is None else grad_padded + placed
-    grad_x = unpad_input(grad_padded, geom)
-    return grad_x.astype(x.dtype), tap_kernel_gradient(x, grad, geom).astype(kernel.dtype)
+    return unpad_input(grad_padded, geom), tap_kernel_gradient(x, grad, geom)
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+def _slice_elements(geom: ConvGeometry) -> int:
+    """One tap's input slice plus the running output sum."""
+    return geom.out_h * geom.out_w * (geom.in_c + geom.out_c)
+
+
+_conv = chunked_conv(_forward, _backward, _slice_elements)
 
 
 def conv2d_shifted_sum(

@@ -9,19 +9,19 @@ multiplies than direct convolution, paid for with cheap +-1 transform adds.
 
 The transforms are written as explicit adds of strided slices (not small matmuls) so
 XLA fuses each into one elementwise loop. The backward pass is a custom VJP (see
-``_conv_bwd``): the input gradient is another Winograd convolution and the kernel gradient
-is one matmul per tap.
+``_backward``): the input gradient is another Winograd convolution and the kernel gradient
+is one matmul per tap. On CPU both passes run over cache-sized batch chunks.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from vision_jax.ops.conv_chunking import chunked_conv
 from vision_jax.ops.conv_geometry import ConvGeometry, Padding, conv_geometry, pad_input
 from vision_jax.ops.conv_matmul import batched_matmul
 from vision_jax.ops.conv_shifted_sum import tap_kernel_gradient
@@ -110,8 +110,7 @@ def _winograd_domain_kernel(kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return u.reshape(16, cg, g, og).transpose(0, 2, 1, 3).reshape(16 * g, cg, og)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     tiles_h, tiles_w = -(-geom.out_h // 2), -(-geom.out_w // 2)
     n, g = geom.batch, geom.groups
     m = batched_matmul(
@@ -127,15 +126,10 @@ def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return y[:, : geom.out_h, : geom.out_w, :]
 
 
-def _conv_fwd(x, kernel, geom):
-    return _conv(x, kernel, geom), (x, kernel)
-
-
-def _conv_bwd(geom, residuals, grad):
+def _backward(x, kernel, grad, geom):
     """The input gradient is again a 3x3 stride-1 correlation, so it runs through Winograd
     too: the output gradient, padded by (2 - pad), with the kernel flipped and in/out swapped.
-    Autodiff of the forward transforms instead was measured 10-50x slower on CPU."""
-    x, kernel = residuals
+    (Autodiff of the forward transforms was measured 10-50x slower on CPU.)"""
     (top, _), (left, _) = geom.padding
     g, cg, og = geom.groups, geom.in_c_per_group, geom.out_c_per_group
     flipped = kernel[::-1, ::-1].reshape(3, 3, cg, g, og).transpose(0, 1, 4, 3, 2)
@@ -147,12 +141,16 @@ def _conv_bwd(geom, residuals, grad):
     grad_geom = conv_geometry(
         grad.shape, flipped.shape, padding=grad_padding, groups=g, impl="winograd"
     )
-    grad_x = _conv(grad, flipped, grad_geom)
-    grad_kernel = tap_kernel_gradient(x, grad, geom)
-    return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
+    return _forward(grad, flipped, grad_geom), tap_kernel_gradient(x, grad, geom)
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+def _tile_elements(geom: ConvGeometry) -> int:
+    """Winograd-domain tiles: 16 values per 2x2 output tile, for inputs and for outputs."""
+    tiles = -(-geom.out_h // 2) * -(-geom.out_w // 2)
+    return 16 * tiles * max(geom.in_c, geom.out_c)
+
+
+_conv = chunked_conv(_forward, _backward, _tile_elements)
 
 
 def conv2d_winograd(

@@ -11,11 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
 from vision_jax.metrics.classification import (
     classification_report,
     confusion_matrix_update,
     format_report,
 )
+from vision_jax.tasks.base import SumAccumulator
 
 
 class ClassificationTask:
@@ -48,7 +50,15 @@ class ClassificationTask:
         }
         return jnp.mean(per_example), sums
 
-    def eval_sums(self, logits: jax.Array, batch: dict) -> dict:
+    @staticmethod
+    def example_spec(config) -> ExampleSpec:
+        return CLASSIFICATION
+
+    @staticmethod
+    def new_accumulator() -> SumAccumulator:
+        return SumAccumulator()
+
+    def eval_outputs(self, logits: jax.Array, batch: dict) -> dict:
         logits = logits.astype(jnp.float32)
         labels, mask = batch["label"], batch["mask"]
         # Unsmoothed loss: eval/loss is the plain cross-entropy of the data.
@@ -68,17 +78,20 @@ class ClassificationTask:
         return sums
 
     @staticmethod
-    def summarize(sums: dict) -> dict[str, float]:
+    def summarize(sums) -> dict[str, float]:
         """Means from sums: {'loss': ..., 'accuracy': ..., 'top5_accuracy': ...}."""
+        if isinstance(sums, SumAccumulator):
+            sums = sums.result()
         count = max(float(sums["count"]), 1.0)
         return {k: float(v) / count for k, v in sums.items()
                 if k not in ("count", "confusion")}
 
-    def write_report(self, sums: dict, out_dir: str, prefix: str = "eval") -> dict:
+    def write_report(self, accumulator: SumAccumulator, out_dir: str,
+                     prefix: str = "eval") -> dict:
         """Writes the classification report (text + JSON) and the confusion-matrix PNG."""
         from vision_jax.viz.confusion import plot_confusion_matrix
 
-        conf = np.asarray(sums["confusion"])
+        conf = np.asarray(accumulator.result()["confusion"])
         report = classification_report(conf, self.class_names)
         text = format_report(report)
         with open(os.path.join(out_dir, f"{prefix}_classification_report.txt"), "w") as f:
@@ -90,3 +103,21 @@ class ClassificationTask:
         plot_confusion_matrix(conf, self.class_names,
                               os.path.join(out_dir, f"{prefix}_confusion_matrix.png"))
         return report
+
+    def write_examples(self, batch: dict, logits: np.ndarray, out_dir: str,
+                       prefix: str = "eval") -> None:
+        """Nothing beyond the report and the confusion matrix for now."""
+
+    def write_predictions(self, images: np.ndarray, logits: np.ndarray, names: list[str],
+                          out_dir: str) -> list[dict]:
+        """Top-5 classes with probabilities per image, as `predictions.json`."""
+        probs = np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), -1))
+        results = []
+        for name, p in zip(names, probs, strict=True):
+            top = np.argsort(-p)[: max(self.top_k, 1)]
+            results.append({"image": name, "top": [
+                {"class": self.class_names[i], "index": int(i), "probability": float(p[i])}
+                for i in top]})
+        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        return results

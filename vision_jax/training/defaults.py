@@ -24,6 +24,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.num_classes = 10
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
     c.label_smoothing = 0.0
+    # Task-specific fields, checked by the task itself (see vision_jax/tasks/).
+    c.segmentation = ml_collections.ConfigDict()
+    c.detection = ml_collections.ConfigDict()
 
     # --- data ------------------------------------------------------------
     c.dataset = "builtin:digits"  # builtin:<name> | tfds:<name> | folder:<path>

@@ -78,7 +78,11 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
     mesh = mesh_lib.make_mesh(config.mesh)
     model = validate.build_model(config)
     task = tasks.create(config, info)
-    steps_per_epoch = max(info.split_sizes[config.train_split] // config.batch_size, 1)
+    train_size = info.split_sizes.get(config.train_split)
+    if train_size is None:  # a TFDS slice such as "train[:90%]"
+        train_size = len(data_lib.open_source(config.dataset, config.train_split,
+                                              data_dir=config.data_dir or None)[0])
+    steps_per_epoch = max(train_size // config.batch_size, 1)
     total_steps = optimizer_lib.total_train_steps(config, steps_per_epoch)
     tx = optimizer_lib.create_optimizer(config, steps_per_epoch, total_steps)
 
@@ -106,19 +110,32 @@ def init_state(exp: Experiment, rng: jax.Array) -> TrainState:
     return jax.jit(init, out_shardings=shardings)(rng)
 
 
-def evaluate(exp: Experiment, state: TrainState, split: str | None = None) -> dict:
-    """Metric sums over the whole split, every example counted exactly once."""
+def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
+    """The task's accumulator over the whole split, every example counted exactly once."""
     split = split or exp.config.eval_split
     batches = data_lib.make_eval_iterator(
-        exp.config, exp.info, split,
-        process_index=jax.process_index(), process_count=jax.process_count())
-    totals = None
+        exp.config, exp.info, split, process_index=jax.process_index(),
+        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
+    accumulator = exp.task.new_accumulator()
     for local in batches:
-        sums = exp.eval_step(state, exp.global_batch(local))
-        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    if totals is None:
-        raise ValueError(f"config.eval_split={split!r} is empty")
-    return jax.tree.map(np.asarray, jax.device_get(totals))
+        accumulator.add(exp.eval_step(state, exp.global_batch(local)))
+    return accumulator
+
+
+def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str = "eval",
+                   count: int = 8) -> None:
+    """Pictures of the first eval images with their predictions (task-specific)."""
+    batches = data_lib.make_eval_iterator(
+        exp.config, exp.info, process_index=jax.process_index(),
+        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
+    local = next(iter(batches))
+    outputs = exp.predict_step(state, exp.global_batch({"image": local["image"]})["image"])
+    # Every process takes part in the gather; only the main one draws.
+    outputs = multihost_utils.process_allgather(outputs, tiled=True)
+    if exp.is_main:
+        first = {k: np.asarray(v)[:count] for k, v in local.items()}
+        outputs = jax.tree.map(lambda x: np.asarray(x)[:count], outputs)
+        exp.task.write_examples(first, outputs, out_dir, prefix)
 
 
 class _StopSignal:
@@ -163,7 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
     train_iter = data_lib.make_train_iterator(
-        config, exp.info, process_index=jax.process_index(), process_count=jax.process_count())
+        config, exp.info, process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=exp.task.example_spec(config))
     if exp.checkpointer.latest_step() is not None:
         state, data_state = exp.checkpointer.restore(exp.abstract_state)
         train_iter.set_state(data_state)
@@ -208,6 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 progress.write(f"stopped at step {step} on SIGTERM; the same command resumes")
                 return eval_metrics
         final = evaluate(exp, state)
+        write_examples(exp, state, workdir)
         if exp.is_main:
             exp.task.write_report(final, workdir)
             _plot_curves(workdir)

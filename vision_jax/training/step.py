@@ -52,9 +52,9 @@ def train_step(
 
 
 def eval_step(state: TrainState, batch: dict, *, model: nn.Module, task) -> dict:
-    """Metric sums for one (padded, masked) eval batch."""
+    """The task's eval outputs (metric sums, decoded predictions) for one padded batch."""
     outputs = model.apply(state.variables(), batch["image"], train=False)
-    return task.eval_sums(outputs, batch)
+    return task.eval_outputs(outputs, batch)
 
 
 def predict_step(state: TrainState, images: jax.Array, *, model: nn.Module) -> jax.Array:

@@ -19,7 +19,7 @@ from vision_jax.training.defaults import default_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Sub-configs whose keys are free (model-specific keyword arguments).
-FREE_FORM = {"model"}
+FREE_FORM = {"model", "segmentation", "detection"}
 
 
 class ConfigError(ValueError):
@@ -65,6 +65,10 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
                           f"{', '.join(models.names())}")
     if config.task not in tasks.names():
         raise ConfigError(f"config.task={config.task!r} is unknown; use one of {tasks.names()}")
+    try:
+        tasks.validate(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if config.optimizer.name not in optimizer_lib.OPTIMIZERS:
         raise ConfigError(f"config.optimizer.name={config.optimizer.name!r} is unknown; use one "
                           f"of {list(optimizer_lib.OPTIMIZERS)}")

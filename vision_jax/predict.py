@@ -1,0 +1,121 @@
+"""Run a trained model on image files.
+
+    python -m vision_jax.predict --workdir runs/mnist --images 'photos/*.png' [--out DIR]
+
+Loads the run's config and latest checkpoint, preprocesses each image the way
+evaluation does, and lets the task write its outputs (classification: top-5
+JSON; segmentation: mask and overlay PNGs; detection: JSON boxes and a PNG
+with them drawn) into `--out` (default `<workdir>/predictions`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
+_IMAGES = flags.DEFINE_multi_string("images", None, "Image files, directories or glob patterns.")
+_OUT = flags.DEFINE_string("out", None, "Output directory (default <workdir>/predictions).")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "Images per step (default: a multiple of "
+                              "the device count near 32).")
+flags.mark_flags_as_required(["workdir", "images"])
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def expand_images(patterns: list[str]) -> list[str]:
+    """Files named by paths, directories (their images) and glob patterns, sorted."""
+    files: list[str] = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            files += [os.path.join(pattern, f) for f in sorted(os.listdir(pattern))
+                      if f.lower().endswith(IMAGE_SUFFIXES)]
+        else:
+            matched = sorted(glob.glob(pattern))
+            if not matched:
+                raise FileNotFoundError(f"--images {pattern!r} matches no file")
+            files += matched
+    return files
+
+
+def load_images(paths: list[str]) -> list:
+    """Decoded uint8 HWC arrays; a file PIL cannot read is an error naming it."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+                array = np.asarray(im)
+        except (UnidentifiedImageError, OSError) as e:
+            raise FileNotFoundError(f"--images: {path} is not a readable image ({e})") from None
+        images.append(array[..., None] if array.ndim == 2 else array)
+    return images
+
+
+def preprocess(config, info, images: list):
+    """The eval-time preprocessing of the data pipeline, applied to raw images."""
+    import numpy as np
+
+    from vision_jax.data import transforms
+
+    spec_steps = [transforms.ToFloat(), transforms.ConvertChannels(
+        config.image_channels or info.num_channels), transforms.Resize(config.image_size),
+        transforms.Normalize(config.normalize.mean, config.normalize.std)]
+    out = []
+    for image in images:
+        example = {"image": image}
+        for step in spec_steps:
+            example = step.map(example)
+        out.append(example["image"])
+    return np.stack(out).astype(np.float32)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from vision_jax.cli import quiet_library_logs
+    from vision_jax.parallel import distributed
+
+    quiet_library_logs()
+    distributed.initialize()
+    import jax
+    import numpy as np
+
+    from vision_jax.cli import user_errors_exit
+    from vision_jax.training import loop
+
+    with user_errors_exit():
+        config = loop.load_workdir_config(_WORKDIR.value)
+        paths = expand_images(_IMAGES.value)
+        raw = load_images(paths)
+        exp = loop.build_experiment(config, _WORKDIR.value)
+        state, _ = exp.checkpointer.restore(exp.abstract_state)
+        exp.checkpointer.close()
+    batch = _BATCH.value or max(jax.device_count(), 32 // jax.device_count()
+                                * jax.device_count())
+    inputs = preprocess(config, exp.info, raw)
+    outputs = []
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
+                                                 chunk.dtype)])
+        result = exp.predict_step(state, exp.global_batch({"image": padded})["image"])
+        real = len(chunk)
+        outputs.append(jax.tree.map(lambda x, real=real: np.asarray(x)[:real], result))
+    outputs = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
+    out_dir = _OUT.value or os.path.join(_WORKDIR.value, "predictions")
+    os.makedirs(out_dir, exist_ok=True)
+    names = [os.path.basename(p) for p in paths]
+    exp.task.write_predictions(raw, outputs, names, out_dir)
+    print(f"wrote predictions for {len(paths)} image(s) to {out_dir}")
+
+
+if __name__ == "__main__":
+    from vision_jax.cli import parse_flags
+
+    app.run(main, flags_parser=parse_flags)
