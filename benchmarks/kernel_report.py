@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import PASSES, RECORD_FIELDS, markdown_table
-from vision_jax.ops import pool_auto
+from vision_jax.ops import conv_auto, pool_auto
 
 
 def write_all(out: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]],
@@ -35,22 +35,37 @@ def write_all(out: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]],
     stem.with_suffix(".json").write_text(json.dumps(document, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(meta, rows, unsupported, failures))
     write_chart(stem.with_suffix(".png"), meta, rows)
-    pool_auto.write_entries(out / "auto_table.json", auto_entries(rows))
+    merge_auto_table(out / "auto_table.json", auto_records(rows))
     return document
 
 
-def auto_entries(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """One auto-table entry per (backend, op, shape, dtype): the fastest fwd+bwd impl."""
-    best: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+def auto_records(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One auto-table record per (backend, op, signature): the impl with the fastest
+    forward+backward pass. Convolution signatures carry no dtype; where several dtypes share
+    one, float32 decides."""
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
         if row["pass"] != "fwd+bwd":
             continue
-        key = (row["backend"], row["op"], row["shape"], row["dtype"])
-        if key not in best or row["median_s"] < best[key]["median_s"]:
+        key = (row["backend"], row["op"], row["signature"])
+        held = best.get(key)
+        if (held is None or (row["dtype"] == "float32") > (held["dtype"] == "float32")
+                or (row["dtype"] == held["dtype"] and row["median_s"] < held["median_s"])):
             best[key] = row
-    return [{"backend": row["backend"], "op": row["op"],
-             "key": pool_auto.table_key(row["shape"], row["dtype"]), "impl": row["impl"]}
-            for row in best.values()]
+    return [{"backend": row["backend"], "op": row["op"], "signature": row["signature"],
+             "best_impl": row["impl"], "dtype": row["dtype"],
+             "ratio_vs_lax": row["ratio_vs_lax"]} for row in best.values()]
+
+
+def merge_auto_table(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Writes ``records`` into the table at ``path``, replacing records of the same
+    (backend, op, signature) and keeping all others (other machines, other shapes)."""
+    def key(record):
+        return record.get("backend"), record.get("op", "conv2d"), record.get("signature")
+
+    fresh = {key(r) for r in records}
+    kept = [r for r in pool_auto.read_records(path) if key(r) not in fresh]
+    conv_auto.write_auto_table([*kept, *records], path)
 
 
 def _display_rows(rows: Sequence[dict[str, Any]], peak: float) -> list[dict[str, Any]]:
@@ -93,6 +108,7 @@ def markdown(meta: dict[str, Any], rows: Sequence[dict[str, Any]],
 def write_chart(path: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
     """Horizontal bars of each implementation's speed-up over lax, one panel per pass."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -101,7 +117,7 @@ def write_chart(path: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]]
     impls = sorted({r["impl"] for r in rows if r["impl"] != "lax"})
     ratio = {(r["layer"], r["op"], r["dtype"], r["pass"], r["impl"]): r["ratio_vs_lax"]
              for r in rows}
-    height = max(3.0, 0.3 * len(groups) * max(1, len(impls)) ** 0.5 + 1.5)
+    height = max(3.0, 0.3 * len(groups) + 1.5)
     fig, axes = plt.subplots(1, len(PASSES), figsize=(14, height), sharey=True,
                              squeeze=False)
     bar = 0.8 / max(1, len(impls))
@@ -114,19 +130,25 @@ def write_chart(path: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]]
                 if value is not None:
                     ys.append(g + index * bar - 0.4 + bar / 2)
                     values.append(value)
-            ax.barh(ys, values, height=bar, color=colors(index % 10), label=impl)
+            # Bars grow from 1 (as fast as lax): right is faster, left is slower.
+            ax.barh(ys, [v - 1.0 for v in values], left=1.0, height=bar,
+                    color=colors(index % 10), label=impl)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{pass_name}: speed-up over lax (> 1 is faster)")
         ax.grid(axis="x", which="both", alpha=0.3)
     axes[0][0].set_yticks(range(len(groups)))
     axes[0][0].set_yticklabels([f"{layer} {op} {dtype}" for layer, op, dtype in groups],
                                fontsize=7)
-    axes[0][0].invert_yaxis()
+    axes[0][0].set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margin
     if impls:
-        axes[0][-1].legend(loc="lower right", fontsize=8)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(impls), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"vision_jax kernels on {meta['backend']} ({meta['device_kind']}), "
                  f"jax {meta['jax_version']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -13,7 +13,8 @@ is listed as unsupported, one that errors or disagrees as failed, and neither is
 Writes ``<out>/kernels_<backend>.json`` (records in the DESIGN.md schema), ``.md`` (a table
 with each kernel's fraction of the machine's f32 matmul peak), ``.png`` (speed-ups vs lax)
 and merges the fastest forward+backward implementation per shape into
-``<out>/auto_table.json`` (format: ``vision_jax.ops.pool_auto``).
+``<out>/auto_table.json`` (format: ``vision_jax.ops.conv_auto``, pooling records in
+``vision_jax.ops.pool_auto``).
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ def implementations(op: str) -> dict[str, Callable[..., jax.Array]]:
 
 
 def _inputs(case: Case, dtype: Any) -> tuple[jax.Array, ...]:
-    key_x, key_k, key_ct = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(key_x, case.x_shape, dtype)
-    cotangent = jax.random.normal(key_ct, case.out_shape(), dtype)
+    """x (and the kernel) and the cotangent; from NumPy, as jax.random compiles per shape."""
+    rng = np.random.default_rng(0)
+
+    def normal(shape):
+        return jnp.asarray(rng.standard_normal(shape, dtype=np.float32), dtype)
+
     if isinstance(case, ConvCase):
-        return x, jax.random.normal(key_k, case.kernel_shape, dtype), cotangent
-    return x, cotangent
+        return normal(case.x_shape), normal(case.kernel_shape), normal(case.out_shape())
+    return normal(case.x_shape), normal(case.out_shape())
 
 
 def _forward(fn: Callable[..., jax.Array], case: Case) -> Callable[..., jax.Array]:
@@ -72,7 +76,7 @@ def _forward(fn: Callable[..., jax.Array], case: Case) -> Callable[..., jax.Arra
 
 def _pass_fn(forward: Callable[..., jax.Array], pass_name: str, n_inputs: int):
     if pass_name == "fwd":
-        return lambda *args: forward(*args[:n_inputs])
+        return forward
 
     def loss(*args):
         return jnp.sum(forward(*args[:n_inputs]) * args[n_inputs])
@@ -91,11 +95,14 @@ class Runner:
     """Measures (case, op, dtype) groups and collects records, unsupported and failed runs."""
 
     def __init__(self, quick: bool, info: dict[str, str], progress: tqdm):
-        self.timing_args = (dict(repeats=3, min_repeats=3, budget_s=0.2) if quick
-                            else dict(repeats=10, min_repeats=3, budget_s=1.0))
+        # warmup=0: the forward check's call after compiling already warmed each function.
+        self.timing_args = (dict(repeats=3, min_repeats=3, budget_s=0.2, warmup=0, cap_s=1.0)
+                            if quick else
+                            dict(repeats=7, min_repeats=3, budget_s=0.5, warmup=0, cap_s=2.0))
         self.info = info
         self.progress = progress
-        self.rows: list[dict[str, Any]] = []  # a record plus its "layer", for the reports
+        # A record plus its "layer" and auto-table "signature", for the reports.
+        self.rows: list[dict[str, Any]] = []
         self.unsupported: list[dict[str, str]] = []
         self.failures: list[dict[str, str]] = []
 
@@ -131,7 +138,8 @@ class Runner:
                 suite="kernels", op=op, impl=impl, shape=case.shape(), dtype=dtype_name,
                 **{"pass": pass_name}, median_s=median_s, gflops=pass_flops / median_s / 1e9,
                 ratio_vs_lax=medians[("lax", pass_name)] / median_s, **self.info)
-            self.rows.append({**record, "layer": case.layer})
+            self.rows.append({**record, "layer": case.layer,
+                              "signature": case.auto_signature(dtype)})
 
     def _time_pass(self, forward, pass_name, args, n_inputs, reference, dtype_name):
         """(median seconds, output) of one pass; ``NotTimed`` if it cannot or must not run."""

@@ -21,6 +21,9 @@ import time
 import numpy as np
 from absl import app, flags
 
+# Keras 3 defaults to TensorFlow; the baseline runs on JAX like we do.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
 _KERAS_EPOCHS = flags.DEFINE_integer("keras_epochs", 10, "Epochs for the Keras baseline.")
 _KERAS_BATCH = flags.DEFINE_integer("keras_batch_size", 32, "Keras batch size (its default).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results", "Output directory.")
@@ -43,7 +46,6 @@ def load_digits(data_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]
 
 def run_keras(data, epochs: int, batch_size: int) -> dict:
     """The course's Keras convnet: Conv32-Pool-Conv64-Pool-Conv128-Flatten-Dense10, RMSprop."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
     import keras
 
     x_train = data["train"][0].astype("float32") / 255.0

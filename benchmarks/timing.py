@@ -33,12 +33,13 @@ def compile_jitted(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
 
 
 def median_time(fn: Callable[..., Any], *args: Any, repeats: int = 10, min_repeats: int = 3,
-                budget_s: float = 1.0, warmup: int = 1) -> Timing:
+                budget_s: float = 1.0, warmup: int = 1, cap_s: float = 10.0) -> Timing:
     """Median wall time of ``fn(*args)`` until ``block_until_ready``.
 
     Runs ``warmup`` uncounted calls, then times up to ``repeats`` calls, stopping early once
     at least ``min_repeats`` calls have used ``budget_s`` seconds (slow kernels get fewer
-    repeats; fast ones the full count).
+    repeats; fast ones the full count), or as soon as the timed calls have used ``cap_s``
+    (a kernel that takes seconds per call is timed once or twice, not ``min_repeats`` times).
     """
     if min(repeats, min_repeats) < 1:
         raise ValueError(f"median_time: repeats ({repeats}) and min_repeats ({min_repeats}) "
@@ -50,7 +51,8 @@ def median_time(fn: Callable[..., Any], *args: Any, repeats: int = 10, min_repea
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
-        if len(times) >= min_repeats and sum(times) >= budget_s:
+        spent = sum(times)
+        if (len(times) >= min_repeats and spent >= budget_s) or spent >= cap_s:
             break
     return Timing(median_s=statistics.median(times), times_s=tuple(times))
 

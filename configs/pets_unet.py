@@ -1,6 +1,10 @@
 """python -m vision_jax.train --config configs/pets_unet.py:builtin --workdir runs/shapes_unet
 
-MEASURED: see the `builtin` section below (filled in from a real run).
+Measured (`:builtin`, 2026-11-21, 2-core CPU shared with ~6 other jobs, load 6-14): final
+test mIoU 0.884 (pixel accuracy 0.979; IoU background 0.988, circle 0.870, square 0.824,
+triangle 0.852) after 15 epochs (1,875 steps of 16), 44 min wall, 12.4 train images/s
+(13 median, 19 once the load dropped). Short of the 0.90 target: mIoU was 0.47 at epoch 5,
+0.85 at epoch 10 and still rising, so a longer schedule is needed (see the issue-4 report).
 
 U-Net semantic segmentation (`unet`, task `segmentation`).
 
@@ -78,12 +82,17 @@ def _shapes(config):
     config.model.depth = 3
     config.model.base_width = 16
     config.model.dropout_rate = 0.0
-    config.batch_size = 32
+    # Objects are ~20% of the pixels: the Dice term keeps the three shape classes from
+    # being drowned by the background early on (cross-entropy alone plateaus at "all
+    # background" for the first epochs).
+    config.segmentation.dice_weight = 1.0
+    config.batch_size = 16
     config.eval_batch_size = 100
-    config.num_epochs = 12.0
-    config.optimizer.learning_rate = 3e-3
+    config.num_epochs = 15.0
+    config.optimizer.learning_rate = 2e-3
     config.schedule.warmup_epochs = 0.5
-    config.log_every_steps = 20
+    config.log_every_steps = 25
+    config.eval_every_steps = 625  # every 5 epochs
     return config
 
 

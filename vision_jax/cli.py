@@ -35,11 +35,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:
-        bad = [a for a in argv if a.startswith("--config.")]
         text = str(e).replace("\\n", " ").replace("\\'", "'").strip("'\" ")
         match = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
-        field = next((a.split("=")[0][2:] for a in bad if match and match.group(2) in a),
-                     bad[0].split("=")[0][2:] if bad else "config")
+        missing = match.group(2) if match else re.sub(r"[^\w].*$", "", text.strip("'\" "))
+        # The override whose path names the missing key; absl does not say which it was.
+        paths = [a.split("=")[0][2:] for a in argv if a.startswith("--config.")]
+        field = next((p for p in paths if p.split(".")[-1] == missing or f".{missing}." in p),
+                     f"config.{missing}")
         hint = f"; did you mean {field.rsplit('.', 1)[0]}.{match.group(1)}?" if match else ""
         print(f"error: {field} is not a known field{hint}", file=sys.stderr)
         sys.exit(2)

@@ -1,22 +1,26 @@
 """2-D convolution, NHWC input and HWIO kernel, with several implementations.
 
 ``impl="lax"`` is the reference (``lax.conv_general_dilated``); the others reformulate
-the convolution as matmuls XLA runs fast, each with a hand-written backward pass:
+the convolution as matmuls (XLA's fastest CPU op) with hand-written backward passes:
 
-==============  ==============================================================  ===========
+==============  ==============================================================  =============
 impl            idea                                                            supports
-==============  ==============================================================  ===========
-``lax``         XLA's convolution                                                everything
-``im2col``      patch tensor (kh*kw strided slices) @ reshaped kernel: 1 matmul  everything
-``shifted_sum`` one matmul per kernel tap, summed; no patch tensor               everything
-``winograd``    F(2x2, 3x3): 2.25x fewer multiplies via 16 batched matmuls       3x3, s=1, d=1
-``fft``         products in the frequency domain (rfft2); for large kernels      d=1, groups=1
-==============  ==============================================================  ===========
+==============  ==============================================================  =============
+``lax``         XLA's convolution                                               everything
+``im2col``      patch tensor (kh*kw strided slices) @ reshaped kernel: 1 matmul everything
+``shifted_sum`` one matmul per kernel tap, summed; no patch tensor              everything
+``winograd``    F(2x2, 3x3): 2.25x fewer multiplies via 16 batched matmuls      3x3, s=1, d=1
+``fft``         products in the frequency domain (rfft2); for large kernels     d=1, groups=1
+==============  ==============================================================  =============
 
-``impl="auto"`` asks ``choose_conv_impl`` (``conv_auto.py``) at trace time: a measured
-per-backend table if present, else ``lax`` on GPU/TPU and the measured fastest general
-implementation on CPU. Every entry of ``IMPLEMENTATIONS`` takes the same keyword
-arguments as ``conv2d_lax`` and is jit-able; benchmarks time them through that dict.
+Unsupported arguments raise a ``ValueError`` naming the implementation and the argument.
+On CPU the matmul implementations run over cache-sized batch chunks / row bands
+(``conv_chunking.py``); shape checks and padding arithmetic live in ``conv_geometry.py``.
+
+``impl="auto"`` asks ``conv_auto.choose_conv_impl`` at trace time: a measured per-backend
+table if present, else ``lax`` on GPU/TPU and a measured rule on CPU. Every entry of
+``IMPLEMENTATIONS`` takes the same keyword arguments as ``conv2d_lax`` and is jit-able;
+benchmarks time them through that dict.
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ from jax import lax
 
 from vision_jax.ops.conv_auto import choose_conv_impl
 from vision_jax.ops.conv_fft import conv2d_fft
-from vision_jax.ops.conv_geometry import Padding
+from vision_jax.ops.conv_geometry import Padding, conv_geometry
 from vision_jax.ops.conv_im2col import conv2d_im2col
 from vision_jax.ops.conv_shifted_sum import conv2d_shifted_sum
 from vision_jax.ops.conv_winograd import conv2d_winograd
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    return tuple(value) if isinstance(value, Sequence) else (value, value)
 
 
 def conv2d_lax(
@@ -87,9 +91,10 @@ def conv2d(
     or ((top, bottom), (left, right)); ``impl`` is a key of ``IMPLEMENTATIONS`` or "auto".
     """
     if impl == "auto":
-        impl = choose_conv_impl(
-            x.shape, kernel.shape, _pair(strides), _pair(dilation), groups
-        )
+        # Validate first so bad arguments get the same one-line errors as a named impl.
+        geom = conv_geometry(x.shape, kernel.shape, strides=strides, padding=padding,
+                             dilation=dilation, groups=groups, impl="auto")
+        impl = choose_conv_impl(x.shape, kernel.shape, geom.strides, geom.dilation, groups)
     if impl not in IMPLEMENTATIONS:
         raise ValueError(
             f"conv2d: unknown impl {impl!r}; choose one of {sorted(IMPLEMENTATIONS)} or 'auto'"

@@ -9,6 +9,7 @@ with the same one-line error on bad ones.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Sequence
 
 import jax
@@ -70,12 +71,15 @@ class ConvGeometry:
 
 
 def _pair(value: int | Sequence[int], name: str, where: str) -> Pair:
-    if isinstance(value, int):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2 or not all(isinstance(v, int) and v >= 1 for v in value):
+    try:
+        pair = (operator.index(value),) * 2 if not isinstance(value, Sequence) else tuple(
+            operator.index(v) for v in value
+        )
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{where}: {name} must be two positive ints (h, w); got {value!r}")
-    return value
+    return pair
 
 
 def _explicit_padding(padding: Padding, where: str) -> tuple[Pair, Pair] | str:

@@ -104,17 +104,21 @@ def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return patches_times_kernel(im2col_patches(x, geom), kernel, geom)
 
 
+def kernel_gradient(x: jax.Array, grad: jax.Array, geom: ConvGeometry) -> jax.Array:
+    """d(loss)/d(kernel) in HWIO: patches(x)^T @ grad, one matmul contracting over pixels."""
+    return _patches_t_times_grad(im2col_patches(x, geom), grad, geom)
+
+
 def _backward(x, kernel, grad, geom):
     grad_x = col2im(_grad_times_kernel_t(grad, kernel, geom), geom)
-    grad_kernel = _patches_t_times_grad(im2col_patches(x, geom), grad, geom)
-    return grad_x, grad_kernel
+    return grad_x, kernel_gradient(x, grad, geom)
 
 
-def _patch_elements(geom: ConvGeometry) -> int:
-    return geom.out_h * geom.out_w * geom.taps * geom.in_c
+def _patch_elements_per_row(geom: ConvGeometry) -> int:
+    return geom.out_w * geom.taps * geom.in_c
 
 
-_conv = chunked_conv(_forward, _backward, _patch_elements)
+_conv = chunked_conv(_forward, _backward, _patch_elements_per_row)
 
 
 def conv2d_im2col(

@@ -83,12 +83,12 @@ def _backward(x, kernel, grad, geom):
     return unpad_input(grad_padded, geom), tap_kernel_gradient(x, grad, geom)
 
 
-def _slice_elements(geom: ConvGeometry) -> int:
+def _slice_elements_per_row(geom: ConvGeometry) -> int:
     """One tap's input slice plus the running output sum."""
-    return geom.out_h * geom.out_w * (geom.in_c + geom.out_c)
+    return geom.out_w * (geom.in_c + geom.out_c)
 
 
-_conv = chunked_conv(_forward, _backward, _slice_elements)
+_conv = chunked_conv(_forward, _backward, _slice_elements_per_row)
 
 
 def conv2d_shifted_sum(

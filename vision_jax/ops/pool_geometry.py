@@ -44,14 +44,20 @@ class PoolGeometry:
         return self.window[0] * self.window[1]
 
     @property
+    def tiles(self) -> bool:
+        """Whether the windows tile the (padded, cropped) image exactly: stride == window."""
+        return self.strides == self.window
+
+    @property
     def overlapping(self) -> bool:
         """Whether neighbouring windows share pixels (a stride smaller than the window)."""
         return any(s < k for s, k in zip(self.strides, self.window, strict=True))
 
     @property
-    def tiles(self) -> bool:
-        """Whether the windows tile the (padded, cropped) image exactly: stride == window."""
-        return self.strides == self.window
+    def crops(self) -> bool:
+        """Whether some rows or columns of the padded image lie in no window."""
+        return (self.out_h - 1) * self.strides[0] + self.window[0] < self.padded_h or (
+            (self.out_w - 1) * self.strides[1] + self.window[1] < self.padded_w)
 
     @property
     def padded_h(self) -> int:

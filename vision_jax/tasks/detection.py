@@ -46,6 +46,22 @@ DEFAULTS = {
 }
 
 
+# Pictures show only confident detections (the JSON and the metrics keep all of them), drawn
+# on images enlarged to about this many pixels so the labels stay readable.
+DRAW_SCORE_THRESHOLD = 0.3
+DRAW_SIZE = 384
+
+
+def _draw(image: np.ndarray, boxes, classes, scores, class_names):
+    from vision_jax.viz.detection import draw_detections
+
+    factor = max(1, DRAW_SIZE // max(image.shape[:2]))
+    if factor > 1:
+        image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+    return draw_detections(image, np.asarray(boxes) * factor, classes, scores, class_names,
+                           score_threshold=DRAW_SCORE_THRESHOLD)
+
+
 def _host(x) -> np.ndarray:
     """A replicated (possibly multi-process) array as NumPy on this host."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
@@ -201,8 +217,6 @@ class DetectionTask:
                        prefix: str = "eval") -> None:
         """`<prefix>_examples/NNN.png`: the first eval images (config.normalize undone) with
         their detections."""
-        from vision_jax.viz.detection import draw_detections
-
         mean, std = self.normalize
         dets = self._host_detections(outputs)
         folder = os.path.join(out_dir, f"{prefix}_examples")
@@ -210,15 +224,13 @@ class DetectionTask:
         for i, image in enumerate(np.asarray(batch["image"])):
             pixels = np.clip(image * np.asarray(std, np.float32) + np.asarray(mean, np.float32),
                              0, 1)
-            draw_detections(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
-                            self.class_names).save(os.path.join(folder, f"{i:03d}.png"))
+            _draw(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
+                  self.class_names).save(os.path.join(folder, f"{i:03d}.png"))
 
     def write_predictions(self, images: list, outputs: dict, names: list[str],
                           out_dir: str) -> list[dict]:
         """`predictions.json` (boxes in original image pixels, class names, confidences) and
-        `<name>.detections.png` per image."""
-        from vision_jax.viz.detection import draw_detections
-
+        `<name>.detections.png` per image (detections scoring >= DRAW_SCORE_THRESHOLD)."""
         dets = self._host_detections(outputs)
         results = []
         for i, (image, name) in enumerate(zip(images, names, strict=True)):
@@ -232,7 +244,7 @@ class DetectionTask:
                  "class_index": int(c), "confidence": float(s)}
                 for box, c, s in zip(boxes, classes, scores, strict=True)]})
             stem = os.path.splitext(name)[0]
-            draw_detections(np.asarray(image), boxes, classes, scores, self.class_names).save(
+            _draw(np.asarray(image), boxes, classes, scores, self.class_names).save(
                 os.path.join(out_dir, f"{stem}.detections.png"))
         with open(os.path.join(out_dir, "predictions.json"), "w") as f:
             json.dump(results, f, indent=1)
