@@ -4,7 +4,9 @@ Measured (`:builtin`, 2026-11-21, 2-core CPU shared with ~6 other jobs, load 6-1
 test mIoU 0.884 (pixel accuracy 0.979; IoU background 0.988, circle 0.870, square 0.824,
 triangle 0.852) after 15 epochs (1,875 steps of 16), 44 min wall, 12.4 train images/s
 (13 median, 19 once the load dropped). Short of the 0.90 target: mIoU was 0.47 at epoch 5,
-0.85 at epoch 10 and still rising, so a longer schedule is needed (see the issue-4 report).
+0.85 at epoch 10; resuming that run for 5 more epochs at the tail of a 20-epoch cosine (lr
+<= 3e-4) gave only 0.888, so reaching 0.90 needs more capacity or a longer run at a higher
+learning rate, not just more low-lr steps (see the issue-4 report).
 
 U-Net semantic segmentation (`unet`, task `segmentation`).
 

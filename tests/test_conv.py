@@ -29,8 +29,6 @@ GENERAL = ["im2col", "shifted_sum"]  # every stride / padding / dilation / group
 
 # Few examples and tiny shapes: every example compiles a forward+VJP for lax and the impl.
 SWEEP = settings(max_examples=6, deadline=None, derandomize=True)
-# Winograd compiles two Winograd convolutions plus a kernel gradient per example.
-SMALL_SWEEP = settings(max_examples=3, deadline=None, derandomize=True)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -172,7 +170,7 @@ def test_general_impls_match_lax_forward_and_gradients(impl, case, seed, dtype):
     _assert_matches_lax(impl, x_shape, kernel_shape, seed=seed, dtype=dtype, **conv_args)
 
 
-@SMALL_SWEEP
+@SWEEP
 @given(
     case=conv_cases(kernel_sizes=st.just(3), strides=st.just(1), dilations=st.just(1),
                     groups=st.integers(1, 2)),
@@ -551,6 +549,13 @@ def test_auto_table_round_trip_and_lookup(tmp_path):
 def test_write_auto_table_rejects_bad_records(tmp_path, record, message):
     with pytest.raises(ValueError, match=message):
         write_auto_table([record], tmp_path / "t.json")
+
+
+def test_broken_auto_table_names_the_file(tmp_path):
+    path = tmp_path / "auto_table.json"
+    path.write_text("[{not json")
+    with pytest.raises(ValueError, match="auto_table.json: not valid JSON"):
+        choose_conv_impl((1, 8, 8, 3), (3, 3, 3, 4), backend="cpu", table_path=path)
 
 
 def test_write_auto_table_rejects_duplicate_signatures(tmp_path):

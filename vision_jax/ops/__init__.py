@@ -1,6 +1,6 @@
 """Convolution, pooling and box kernels; `lax` is the reference for each."""
 
-from vision_jax.ops.conv import conv2d
+from vision_jax.ops.conv import conv2d, separable_conv2d
 from vision_jax.ops.pool import (
     avg_pool,
     channel_max_pool,
@@ -16,4 +16,5 @@ __all__ = [
     "global_avg_pool",
     "global_max_pool",
     "max_pool",
+    "separable_conv2d",
 ]

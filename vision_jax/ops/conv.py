@@ -90,6 +90,11 @@ def conv2d(
     ``kernel`` has shape (kh, kw, C_in // groups, C_out); ``padding`` is "SAME", "VALID"
     or ((top, bottom), (left, right)); ``impl`` is a key of ``IMPLEMENTATIONS`` or "auto".
     """
+    # Pallas kernels join IMPLEMENTATIONS on backends that run them; deferred to the first
+    # call because asking for the backend must not happen at import time.
+    from vision_jax.ops import pallas
+
+    pallas.register_implementations()
     if impl == "auto":
         # Validate first so bad arguments get the same one-line errors as a named impl.
         geom = conv_geometry(x.shape, kernel.shape, strides=strides, padding=padding,

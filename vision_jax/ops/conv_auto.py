@@ -156,7 +156,13 @@ def write_auto_table(
 @functools.lru_cache(maxsize=8)
 def _read_table(path: str, mtime_ns: int) -> dict[tuple[str, str], str]:
     del mtime_ns  # part of the cache key only: a rewritten file is read again
-    records = json.loads(Path(path).read_text())
+    try:
+        records = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"auto table {path}: not valid JSON ({error}); rewrite it with write_auto_table "
+            "or delete it"
+        ) from None
     if not isinstance(records, list):
         raise ValueError(f"auto table {path}: expected a JSON list of records")
     table = {}
@@ -185,18 +191,19 @@ def cpu_default_impl(
     dilation: tuple[int, int],
     groups: int,
 ) -> str:
-    """The CPU choice without a table entry: the fastest forward+backward as measured on
-    the 2-core AVX-512 dev box (single-core CPU time, median of 9; see the conv report).
+    """The CPU choice without a table entry: the fastest forward+backward measured on the
+    shared 2-core AVX-512 dev box, float32 (CPU time of one pinned core, median of 9
+    interleaved runs; wall time on a loaded shared box was too noisy to rank by).
 
     - grouped / depthwise: ``shifted_sum``: each tap is a fused multiply-add
       (MobileNet-style (2, 56, 56, 128) depthwise 3x3: 29 ms vs lax 73 ms; forward 1.1 vs 27).
     - 10x10 kernels and up, stride 1, dilation 1: ``fft`` (11x11 on (2, 64, 64, 16): 31 ms
       vs lax 77; a stride s would waste s^2 of the FFT's work).
-    - other 5x5 kernels and up: ``lax`` (7x7: lax 23 ms vs im2col 45; the patch tensor is
-      kh*kw times the input).
+    - other 5x5 kernels and up: ``lax`` (7x7 on (2, 56, 56, 32): lax 23 ms vs im2col 45,
+      ResNet stem 47 vs 54; the patch tensor is kh*kw times the input; 5x5 extrapolated).
     - 3x3 stride 1 with C_in >= 16 and at least 2 * max(C_in, C_out) 2x2 output tiles:
       ``winograd`` (MNIST conv2: 33 ms vs lax 44; U-Net (2, 64, 64, 256->128): 169 vs 179).
-      With fewer tiles the kernel transform dominates (VGG conv5 at batch 1: 104 vs lax 42).
+      With fewer tiles the transforms dominate (VGG conv5, batch 1: 53 ms vs im2col 27).
     - everything else (1x1, strided, small batches of deep 3x3): ``im2col`` (ResNet-50
       1x1 stride-2 projection: 15 ms vs lax 42; VGG conv5, batch 1: 28 vs 42).
     """

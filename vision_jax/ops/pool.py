@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from vision_jax.ops.pool_auto import choose_pool_impl
-from vision_jax.ops.pool_geometry import Padding, pool_geometry
+from vision_jax.ops.pool_geometry import Padding, lowest, pool_geometry
 from vision_jax.ops.pool_reshape import avg_pool_reshape, max_pool_reshape
 from vision_jax.ops.pool_strided import avg_pool_strided, max_pool_strided
 
@@ -41,8 +41,7 @@ def max_pool_lax(x, window, *, strides=None, padding="VALID"):
     _, dims, strides, pads = _lax_window_args(x.shape, window, strides, padding,
                                               "max_pool impl='lax'")
     # A Python scalar init, so that JAX recognises the max monoid and can differentiate it.
-    init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else int(jnp.iinfo(x.dtype).min)
-    return lax.reduce_window(x, init, lax.max, dims, strides, pads)
+    return lax.reduce_window(x, lowest(x.dtype).item(), lax.max, dims, strides, pads)
 
 
 def avg_pool_lax(x, window, *, strides=None, padding="VALID"):

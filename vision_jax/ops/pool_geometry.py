@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vision_jax.ops.conv_geometry import conv_output_size, same_padding
+# The (h, w) argument check is the convolution's, so both report bad pairs identically.
+from vision_jax.ops.conv_geometry import _pair, conv_output_size, same_padding
 
 Pair = tuple[int, int]
 Padding = str | Sequence[Sequence[int]]
@@ -77,18 +78,6 @@ class PoolGeometry:
                 f"strides={self.strides[0]}x{self.strides[1]} padding={pads}")
 
 
-def _pair(value: int | Sequence[int], name: str, where: str) -> Pair:
-    if isinstance(value, int | np.integer):
-        value = (value, value)
-    try:
-        pair = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{where}: {name} must be two positive ints (h, w); got {value!r}")
-    return pair
-
-
 def _explicit_pads(padding: Padding, where: str) -> tuple[Pair, Pair] | str:
     message = (f"{where}: padding must be 'SAME', 'VALID' or ((top, bottom), (left, right)) "
                f"of non-negative ints; got {padding!r}")
@@ -134,15 +123,18 @@ def pool_geometry(x_shape: Sequence[int], window: int | Sequence[int], *,
                         out_h=out_h, out_w=out_w)
 
 
-def lowest(dtype) -> jax.Array:
-    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for ints."""
+def lowest(dtype) -> np.ndarray:
+    """The identity of ``max`` for ``dtype``: -inf for floats, the minimum for ints.
+
+    A NumPy scalar, so it stays a concrete constant inside ``jit`` (``.item()`` works).
+    """
     dtype = jnp.dtype(dtype)
     if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.array(-jnp.inf, dtype)
-    return jnp.array(jnp.iinfo(dtype).min, dtype)
+        return np.array(-np.inf, dtype)
+    return np.array(jnp.iinfo(dtype).min, dtype)
 
 
-def pad_to_windows(x: jax.Array, geom: PoolGeometry, fill: jax.Array,
+def pad_to_windows(x: jax.Array, geom: PoolGeometry, fill: jax.Array | np.ndarray,
                    rows: int, cols: int) -> jax.Array:
     """Pads ``x`` with ``fill`` by the geometry's top/left pads and pads or crops the
     bottom/right so the result has exactly ``rows`` x ``cols`` pixels."""

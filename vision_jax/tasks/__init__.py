@@ -16,6 +16,10 @@ from vision_jax.tasks.segmentation import create_segmentation_task, validate_seg
 
 
 def _classification(config: ml_collections.ConfigDict, info) -> ClassificationTask:
+    if info.num_classes and config.num_classes != info.num_classes:
+        raise ValueError(
+            f"config.num_classes={config.num_classes} but dataset {config.dataset!r} has "
+            f"{info.num_classes} classes; set --config.num_classes={info.num_classes}")
     return ClassificationTask(config.num_classes, info.class_names, config.label_smoothing)
 
 

@@ -77,7 +77,10 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
 
     mesh = mesh_lib.make_mesh(config.mesh)
     model = validate.build_model(config)
-    task = tasks.create(config, info)
+    try:
+        task = tasks.create(config, info)
+    except ValueError as e:  # a task's check of the config against the dataset
+        raise validate.ConfigError(str(e)) from None
     train_size = info.split_sizes.get(config.train_split)
     if train_size is None:  # a TFDS slice such as "train[:90%]"
         train_size = len(data_lib.open_source(config.dataset, config.train_split,

@@ -104,11 +104,8 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
 
 
 def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
-    """Classes and image size against the dataset and the model, via shape inference only."""
-    if info.num_classes and config.num_classes != info.num_classes:
-        raise ConfigError(
-            f"config.num_classes={config.num_classes} but dataset {config.dataset!r} has "
-            f"{info.num_classes} classes; set --config.num_classes={info.num_classes}")
+    """Image size against the model, via shape inference only (the task checks the
+    dataset's labels when it is created)."""
     shape = (1, config.image_size, config.image_size, image_channels(config, info))
     model = build_model(config)
     try:
