@@ -15,6 +15,10 @@ from train_cli import REPO, cpu_env, run_train
 
 from vision_jax.data.builtin import shapes_detection
 
+# Several multi-device detection training runs (minutes of compilation on 2 cores): run
+# with `pytest -m slow`; CI runs the fast suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 NUM_VAL = 13  # not a multiple of the eval batch: the last batch is padded
 
 

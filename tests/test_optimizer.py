@@ -33,7 +33,8 @@ def test_warmup_cosine_matches_formula():
         assert lr(step) == pytest.approx(0.4 * step / warmup, abs=1e-7)
     for step in (20, 40, 60, 99):
         t = (step - warmup) / (total - warmup)
-        assert lr(step) == pytest.approx(0.4 * 0.5 * (1 + math.cos(math.pi * t)), rel=1e-5, abs=1e-6)
+        expected = 0.4 * 0.5 * (1 + math.cos(math.pi * t))
+        assert lr(step) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 def test_step_decay_multiplies_at_epochs():

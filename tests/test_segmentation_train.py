@@ -14,6 +14,10 @@ from PIL import Image
 from test_segmentation_data import write_pet_folder
 from train_cli import REPO, cpu_env, run_train
 
+# Several multi-device segmentation training runs (minutes of compilation on 2 cores): run
+# with `pytest -m slow`; CI runs the fast suite (`-m "not slow"`).
+pytestmark = pytest.mark.slow
+
 CONFIG = "configs/pets_unet.py:smoke"
 
 
