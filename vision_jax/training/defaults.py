@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from vision_jax.data.config import default_data_config
+
 
 def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0
 
     # --- what to train -------------------------------------------------
     c.task = "classification"  # vision_jax.tasks registry name
@@ -28,26 +29,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.segmentation = ml_collections.ConfigDict()
     c.detection = ml_collections.ConfigDict()
 
-    # --- data ------------------------------------------------------------
-    c.dataset = "builtin:digits"  # builtin:<name> | tfds:<name> | folder:<path>
-    c.data_dir = ""  # TFDS data dir; '' = TFDS default (~/tensorflow_datasets)
-    c.train_split = "train"
-    c.eval_split = "test"
-    c.image_size = 28
-    c.image_channels = 0  # 0 = the dataset's own; 1 or 3 converts (grey <-> RGB)
-    c.batch_size = 128  # global, over all devices and processes
-    c.eval_batch_size = 256  # global
-    c.num_data_workers = 0  # 0 = load in the training process
-    c.normalize = ml_collections.ConfigDict({"mean": (0.5,), "std": (0.5,)})
-    c.augment = ml_collections.ConfigDict(
-        {
-            "crop_padding": 0,  # pixels of zero padding before a random crop; 0 = off
-            "flip": False,  # random horizontal flip
-            "scale": (1.0, 1.0),  # random zoom range; (1, 1) = off
-            "rotate_degrees": 0.0,  # random rotation in [-d, d]; 0 = off
-            "color_jitter": 0.0,  # brightness/contrast/saturation strength; 0 = off
-        }
-    )
+    # --- data: every field and its meaning in vision_jax/data/config.py ---------
+    data = default_data_config()
+    for key in data.keys():
+        c[key] = data[key]
 
     # --- how long ----------------------------------------------------------
     c.num_epochs = 10.0  # used when num_steps == 0
