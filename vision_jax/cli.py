@@ -58,3 +58,12 @@ def quiet_library_logs() -> None:
 
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def start_process() -> None:
+    """What every entry point does first: quiet library logs, then join the
+    multi-process job (a no-op for one process) before anything touches JAX."""
+    from vision_jax.parallel import distributed
+
+    quiet_library_logs()
+    distributed.initialize()

@@ -20,23 +20,18 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from vision_jax.cli import quiet_library_logs
-    from vision_jax.parallel import distributed
+    from vision_jax.cli import start_process
 
-    quiet_library_logs()
-    distributed.initialize()
+    start_process()
     import jax
 
     from vision_jax.cli import user_errors_exit
     from vision_jax.training import loop
 
     with user_errors_exit():
-        config = loop.load_workdir_config(_WORKDIR.value)
-        exp = loop.build_experiment(config, _WORKDIR.value)
-        state, _ = exp.checkpointer.restore(exp.abstract_state)
-        split = _SPLIT.value or config.eval_split
+        exp, state = loop.restore_experiment(_WORKDIR.value)
+        split = _SPLIT.value or exp.config.eval_split
         results = loop.evaluate(exp, state, split)
-        exp.checkpointer.close()
     metrics = {"step": int(jax.device_get(state.step)),
                **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}
     if exp.is_main:

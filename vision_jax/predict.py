@@ -78,11 +78,9 @@ def preprocess(config, info, images: list):
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from vision_jax.cli import quiet_library_logs
-    from vision_jax.parallel import distributed
+    from vision_jax.cli import start_process
 
-    quiet_library_logs()
-    distributed.initialize()
+    start_process()
     import jax
     import numpy as np
 
@@ -90,15 +88,13 @@ def main(argv: list[str]) -> None:
     from vision_jax.training import loop
 
     with user_errors_exit():
-        config = loop.load_workdir_config(_WORKDIR.value)
+        # The images are read first: a bad path fails before the model is built.
         paths = expand_images(_IMAGES.value)
         raw = load_images(paths)
-        exp = loop.build_experiment(config, _WORKDIR.value)
-        state, _ = exp.checkpointer.restore(exp.abstract_state)
-        exp.checkpointer.close()
+        exp, state = loop.restore_experiment(_WORKDIR.value)
     batch = _BATCH.value or max(jax.device_count(), 32 // jax.device_count()
                                 * jax.device_count())
-    inputs = preprocess(config, exp.info, raw)
+    inputs = preprocess(exp.config, exp.info, raw)
     outputs = []
     for start in range(0, len(inputs), batch):
         chunk = inputs[start:start + batch]

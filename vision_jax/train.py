@@ -24,11 +24,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from vision_jax.cli import quiet_library_logs
-    from vision_jax.parallel import distributed
+    from vision_jax.cli import start_process
 
-    quiet_library_logs()
-    distributed.initialize()
+    start_process()
     # Imported after initialisation: nothing may touch the JAX backend before it.
     from vision_jax.cli import user_errors_exit
     from vision_jax.training.loop import train_and_evaluate

@@ -261,6 +261,14 @@ def _plot_curves(workdir: str) -> None:
         logging.warning("could not plot training curves: %s", e)
 
 
+def restore_experiment(workdir: str) -> tuple[Experiment, TrainState]:
+    """The experiment a finished (or interrupted) run describes, at its latest checkpoint."""
+    exp = build_experiment(load_workdir_config(workdir), workdir)
+    state, _ = exp.checkpointer.restore(exp.abstract_state)
+    exp.checkpointer.close()
+    return exp, state
+
+
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
