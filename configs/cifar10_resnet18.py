@@ -1,8 +1,8 @@
 """python -m vision_jax.train --config configs/cifar10_resnet18.py --workdir runs/cifar10_resnet18
 
 ResNet-18 with the CIFAR stem (3x3 conv, no max-pool) on CIFAR-10 from the TFDS
-catalog (`tfds build cifar10` with the `[tfds-build]` extra first). Recipe: SGD
-Nesterov 0.9, lr 0.1 at batch 128, 5 warm-up epochs then cosine over 200,
+catalog (`python -m vision_jax.data.prepare cifar10` with the `[tfds-build]` extra
+first). Recipe: SGD Nesterov 0.9, lr 0.1 at batch 128, 5 warm-up epochs then cosine over 200,
 weight decay 5e-4 on kernels, crop with 4-pixel padding and flips.
 Measured: not run to completion here (CIFAR-10 is not downloadable on the
 development machine); `:smoke` runs the same model on the built-in digits.

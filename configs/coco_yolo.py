@@ -9,8 +9,8 @@ follows FCOS's "1x" length (about 12 epochs at batch 16, scaled linearly to batc
 warm-up). Expect mAP@[.5:.95] well below FCOS's published 38.7 without ImageNet-pretrained
 weights (the backbone starts from scratch here).
 
-Data: prepare once with TensorFlow (`pip install -e '.[tfds-build]' && tfds build coco/2017
---file_format=array_record --data_dir $DATA`), then pass `--config.data_dir=$DATA`. A COCO
+Data: prepare once with TensorFlow (`pip install -e '.[tfds-build]' && python -m
+vision_jax.data.prepare coco/2017 --data_dir $DATA`), then pass `--config.data_dir=$DATA`. A COCO
 folder in the official layout works too: `--config.dataset=coco:/data/coco
 --config.train_split=train2017 --config.eval_split=val2017` (crowd boxes are skipped).
 

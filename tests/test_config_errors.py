@@ -58,4 +58,4 @@ def test_catalog_dataset_that_is_not_prepared(tmp_path):
     (tmp_path / "empty").mkdir()
     message = _fail(tmp_path, f"--config.data_dir={tmp_path / 'empty'}",
                     "--config.dataset=tfds:mnist")
-    assert "mnist" in message and "tfds build" in message
+    assert "mnist" in message and "vision_jax.data.prepare" in message

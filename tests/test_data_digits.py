@@ -97,7 +97,7 @@ def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
     message = str(error.value)
     assert "\n" not in message
     assert "pip install -e '.[tfds-build]'" in message
-    assert f"tfds build mnist --file_format=array_record --data_dir {tmp_path}" in message
+    assert f"python -m vision_jax.data.prepare mnist --data_dir {tmp_path}" in message
 
 
 def test_missing_tfds_data_dir_names_config_data_dir(tmp_path):

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data import folder as folder_lib
+from vision_jax.data.prepare import prepare_command
 from vision_jax.data.registry import builtin_names, get_builtin, register_builtin
 
 __all__ = [
@@ -143,9 +144,7 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
         raise ValueError(
             f"config.dataset='tfds:{name}:{version}': {error}; use one of those versions "
             "or drop ':<version>'") from None
-    build_command = (
-        "pip install -e '.[tfds-build]' && tfds build "
-        f"{name} --file_format=array_record --data_dir {data_dir or '~/tensorflow_datasets'}")
+    build_command = prepare_command(f"{name}:{version}" if version else name, data_dir)
     if not builder.is_prepared():
         raise FileNotFoundError(
             f"config.dataset='tfds:{name}' is not prepared in {builder.data_dir_root}; "
