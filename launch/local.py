@@ -247,6 +247,8 @@ def run(
                     start_new_session=True,  # the tty's Ctrl-C reaches us only; we forward it
                 )
                 supervisor.procs.append(proc)
+                # The OS pid, so a user (or a test) can signal one process of the job.
+                _say(f"started process {pid} of {processes} (pid {proc.pid})")
                 for stream, target in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
                     thread = threading.Thread(
                         target=_pump, args=(stream, f"[p{pid}] ", target), daemon=True

@@ -118,7 +118,9 @@ def test_two_processes_partition_every_epoch():
         assert not set(shards[0]) & set(shards[1])
         union = np.sort(np.concatenate(shards))
         np.testing.assert_array_equal(union, np.arange(40))
-        epochs.append(np.stack(shards, axis=1).reshape(-1))  # global order: interleaved
+        # Global batch k = process 0's batch k, then process 1's.
+        epochs.append(np.concatenate([np.concatenate([per_process[p][k] for p in range(2)])
+                                      for k in range(5 * epoch, 5 * epoch + 5)]))
     assert not np.array_equal(epochs[0], epochs[1])  # reshuffled each epoch
     assert not np.array_equal(epochs[0], np.arange(40))  # shuffled at all
 
@@ -128,12 +130,14 @@ def test_global_batch_does_not_depend_on_process_count(digits_config):
     single = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 2)
     shards = [_take(make_train_iterator(digits_config, info, process_index=p, process_count=2), 2)
               for p in range(2)]
+    b = digits_config.batch_size // 2
     for k in range(2):
-        # Global position j of batch k comes from process j % 2, row j // 2.
-        for j in range(16):
-            row = shards[j % 2][k]
-            np.testing.assert_array_equal(single[k]["image"][j], row["image"][j // 2])
-            assert single[k]["label"][j] == row["label"][j // 2]
+        # Rows [p*b, (p+1)*b) of global batch k are process p's batch k, in order: the rows
+        # its devices hold in the global array.
+        for j in range(digits_config.batch_size):
+            row = shards[j // b][k]
+            np.testing.assert_array_equal(single[k]["image"][j], row["image"][j % b])
+            assert single[k]["label"][j] == row["label"][j % b]
 
 
 def test_train_iterator_crosses_epochs_without_stopping():

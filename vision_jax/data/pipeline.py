@@ -4,8 +4,8 @@ Training: one global stream, the same whatever the process count. Position i of
 the stream is example ``shuffle_e(i mod N)`` of epoch ``e = i // N``; Grain folds
 the epoch number into `config.seed`, so every epoch is shuffled differently and
 reproducibly. Each example's augmentation is seeded from `config.seed` and i.
-Process p takes positions p, p + P, p + 2P, ... and batches them, so global batch
-k (the union of every process's batch k) is always positions [k*B, (k+1)*B),
+Process p takes positions [k*B + p*b, k*B + (p+1)*b) as its batch k (b = B / P), so
+global batch k is always positions [k*B, (k+1)*B) in the same row order whatever P is,
 and over one epoch the processes see every example exactly once between them.
 
 Evaluation: the split is padded (by repeating examples, with ``mask = 0``) to a
@@ -162,8 +162,14 @@ def make_train_iterator(
             transforms.RandomChain(chain), seed=config.seed + _AUGMENT_SEED_OFFSET)
     dataset = dataset.map(transforms.Normalize(config.normalize.mean, config.normalize.std))
     # Sharding after the random ops keeps each position's augmentation independent of P.
+    # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
+    # the global array -- so the global batch is row for row the one a single process builds,
+    # and per-row randomness in the step (dropout masks) does not depend on the process count.
+    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack)
     dataset = dataset[process_index::process_count]
-    iter_dataset = dataset.to_iter_dataset(_read_options())
+    # Elements are whole batches here: a few in flight per thread is enough read-ahead.
+    iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=8,
+                                                             prefetch_buffer_size=16))
     if config.num_data_workers > 0:
         if not flags.FLAGS.is_parsed():
             # Grain's worker pool reads absl flags; outside an absl app (tests,
@@ -171,7 +177,7 @@ def make_train_iterator(
             flags.FLAGS.mark_as_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=config.num_data_workers))
-    return iter(iter_dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack))
+    return iter(iter_dataset)
 
 
 class EvalBatches:

@@ -7,7 +7,9 @@ the kernel (XLA reference or a Pallas kernel) without touching the model code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -94,15 +96,36 @@ class GlobalAvgPool(nn.Module):
         return ops.global_avg_pool(x)
 
 
+# Mesh axes batch statistics are averaged over; set only by `batch_norm_across`.
+_BATCH_NORM_AXES: contextvars.ContextVar = contextvars.ContextVar("batch_norm_axes",
+                                                                  default=None)
+
+
+@contextlib.contextmanager
+def batch_norm_across(axis_name: str | tuple[str, ...]) -> Iterator[None]:
+    """Every `batch_norm` built inside averages its statistics over the named axes.
+
+    For per-device code (``shard_map``, ``pmap``) where each device sees only its slice of
+    the batch; the models stay unaware of how the batch is split.
+    """
+    token = _BATCH_NORM_AXES.set(axis_name)
+    try:
+        yield
+    finally:
+        _BATCH_NORM_AXES.reset(token)
+
+
 def batch_norm(train: bool, dtype: Dtype | None, param_dtype: Dtype, name: str,
                scale_init: Initializer = _ones) -> nn.BatchNorm:
     """BatchNorm with the reference hyper-parameters (momentum 0.9, epsilon 1e-5).
 
     Statistics over the batch axis of a global (sharded) array are already global under
-    ``jit``, so no ``axis_name`` is needed for data parallelism.
+    ``jit``, so no ``axis_name`` is needed for data parallelism; per-device code wraps its
+    ``model.apply`` in `batch_norm_across`.
     """
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                        param_dtype=param_dtype, scale_init=scale_init, name=name)
+                        param_dtype=param_dtype, scale_init=scale_init, name=name,
+                        axis_name=_BATCH_NORM_AXES.get())
 
 
 def check_spatial(x: jax.Array, minimum: int, model: str, where: str) -> None:

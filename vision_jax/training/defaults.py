@@ -72,6 +72,19 @@ def default_config() -> ml_collections.ConfigDict:
     # --- parallelism -------------------------------------------------------------
     # Device mesh axes; -1 = all remaining devices. The batch is split over data*fsdp.
     c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    # How the step is parallelised (docs/sharding.md):
+    # strategy: "jit" = GSPMD on global arrays; parameters and optimiser state sharded over
+    #   the `fsdp` axis by the rules below. "shard_map" = per-device step as in pmap code
+    #   (pmean of gradients and batch-norm statistics); parameters replicated, mesh.fsdp=1.
+    # fsdp_min_size: parameters with fewer elements stay replicated. 2**18 (1 MiB in
+    #   float32): smaller ones save little memory per device for a collective's latency
+    #   each step, while the large kernels holding most of a model's memory are sharded.
+    # rules: ((regex, spec), ...) overriding the default for parameters whose '/'-joined
+    #   path matches (first match wins); spec has one entry per dimension: a mesh axis
+    #   ("data" or "fsdp"), a tuple of axes, or None; e.g. (("classifier/kernel", ("fsdp",
+    #   None)), ("_bn/", ())) splits the classifier by rows and keeps batch norms whole.
+    c.sharding = ml_collections.ConfigDict(
+        {"strategy": "jit", "fsdp_min_size": 2**18, "rules": ()})
 
     # --- bookkeeping ---------------------------------------------------------------
     c.log_every_steps = 50

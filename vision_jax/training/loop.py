@@ -23,12 +23,15 @@ from jax.experimental import multihost_utils
 from vision_jax import data as data_lib
 from vision_jax import tasks
 from vision_jax.parallel import mesh as mesh_lib
+from vision_jax.parallel import sharding_rules
 from vision_jax.training import optimizer as optimizer_lib
 from vision_jax.training import validate
 from vision_jax.training.checkpoint import Checkpointer
+from vision_jax.training.defaults import default_config
 from vision_jax.training.logging import MetricWriter, Progress
 from vision_jax.training.state import TrainState, init_train_state
 from vision_jax.training.step import jit_steps
+from vision_jax.training.step_shard_map import shard_map_steps
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -93,15 +96,32 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
     shapes = jax.eval_shape(
         functools.partial(init_train_state, model, tx, image_shape=image_shape),
         jax.random.key(0))
-    # Parameters and optimiser state replicated: plain data parallelism.
-    state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh), shapes)
+    state_sharding = _state_sharding(config, shapes, mesh)
     abstract_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, state_sharding)
-    train_step, eval_step, predict_step = jit_steps(
-        model, tx, task, state_sharding, mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh))
+    batch, replicated = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
+    if config.sharding.strategy == "shard_map":
+        train_step, eval_step, predict_step = shard_map_steps(
+            model, tx, task, mesh, replicated, batch)
+    else:
+        train_step, eval_step, predict_step = jit_steps(
+            model, tx, task, state_sharding, batch, replicated)
     checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)
     return Experiment(config, workdir, info, mesh, model, task, tx, steps_per_epoch, total_steps,
                       abstract_state, checkpointer, train_step, eval_step, predict_step)
+
+
+def _state_sharding(config: ml_collections.ConfigDict, shapes: TrainState,
+                    mesh: jax.sharding.Mesh) -> TrainState:
+    """Where each state array lives: replicated for `shard_map` (plain data parallelism),
+    by the FSDP rules and `config.sharding.rules` for `jit`."""
+    if config.sharding.strategy == "shard_map":
+        return jax.tree.map(lambda _: mesh_lib.replicated(mesh), shapes)
+    try:
+        return sharding_rules.state_shardings(
+            shapes, mesh, config.sharding.fsdp_min_size, config.sharding.rules)
+    except ValueError as e:  # a rule or the fsdp size against the model's shapes
+        raise validate.ConfigError(str(e)) from None
 
 
 def init_state(exp: Experiment, rng: jax.Array) -> TrainState:
@@ -275,5 +295,8 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f"{path} not found: --workdir must be a directory a training "
                                 "run wrote")
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(json.load(f))
+    if "sharding" not in config:  # written before config.sharding existed: its defaults
+        config.sharding = default_config().sharding
+    return config
 

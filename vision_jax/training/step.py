@@ -23,8 +23,14 @@ def train_step(
     model: nn.Module,
     tx: optax.GradientTransformationExtraArgs,
     task,
+    activation_sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[TrainState, dict]:
-    """One optimiser step. Returns the new state and metric *sums* over the batch."""
+    """One optimiser step. Returns the new state and metric *sums* over the batch.
+
+    `activation_sharding` (the batch's) pins the model's outputs to a batch split: with
+    FSDP-sharded kernels GSPMD could otherwise carry a parameter's split into the
+    activations instead of gathering the parameter.
+    """
     # A fresh key per step, derived from the step number so a resumed run
     # draws exactly the dropout masks an uninterrupted one would.
     step_rng = jax.random.fold_in(rng, state.step)
@@ -37,6 +43,8 @@ def train_step(
         outputs, updates = model.apply(
             variables, batch["image"], train=True,
             mutable=["batch_stats"] if has_bn else [], rngs={"dropout": step_rng})
+        if activation_sharding is not None:
+            outputs = jax.lax.with_sharding_constraint(outputs, activation_sharding)
         loss, sums = task.loss(outputs, batch)
         return loss, (sums, updates)
 
@@ -62,9 +70,10 @@ def predict_step(state: TrainState, images: jax.Array, *, model: nn.Module) -> j
 
 
 def jit_steps(model, tx, task, state_sharding, batch_sharding, replicated):
-    """The three steps jitted with explicit input/output shardings."""
+    """The three steps jitted with explicit input/output shardings (the `jit` strategy)."""
     train = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, task=task),
+        functools.partial(train_step, model=model, tx=tx, task=task,
+                          activation_sharding=batch_sharding),
         in_shardings=(state_sharding, batch_sharding, replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=(0,),

@@ -14,6 +14,7 @@ import ml_collections
 
 from vision_jax import models, tasks
 from vision_jax.parallel import mesh as mesh_lib
+from vision_jax.parallel import sharding_rules
 from vision_jax.training import optimizer as optimizer_lib
 from vision_jax.training.defaults import default_config
 
@@ -93,6 +94,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
         dp = mesh_lib.data_parallel_size(config.mesh, device_count)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _validate_sharding(config, device_count)
     for field in ("batch_size", "eval_batch_size"):
         multiple = max(dp, process_count)
         if config[field] % multiple:
@@ -101,6 +103,35 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
                 f"config.{field}={config[field]} does not divide over the {dp}-way data-parallel "
                 f"mesh ({device_count} devices, {process_count} processes); use a multiple of "
                 f"{multiple}, e.g. --config.{field}={lower}")
+
+
+STRATEGIES = ("jit", "shard_map")
+
+
+def _validate_sharding(config: ml_collections.ConfigDict, device_count: int) -> None:
+    """`config.sharding` on its own and against the mesh (the shapes come later: an fsdp
+    size that divides no parameter is caught when the state's shardings are built)."""
+    sharding = config.sharding
+    if sharding.strategy not in STRATEGIES:
+        raise ConfigError(f"config.sharding.strategy={sharding.strategy!r} is unknown; use one "
+                          f"of {list(STRATEGIES)}")
+    if sharding.fsdp_min_size < 0:
+        raise ConfigError(f"config.sharding.fsdp_min_size={sharding.fsdp_min_size} must be >= 0 "
+                          "(a number of elements)")
+    try:
+        sharding_rules.compile_rules(sharding.rules)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if sharding.strategy == "shard_map":
+        fsdp = mesh_lib.mesh_shape(config.mesh, device_count)["fsdp"]
+        if fsdp != 1:
+            raise ConfigError(
+                f"config.sharding.strategy='shard_map' keeps parameters replicated, so it needs "
+                f"config.mesh.fsdp=1 (got {fsdp}); use --config.sharding.strategy=jit for FSDP")
+        if sharding.rules:
+            raise ConfigError(
+                "config.sharding.rules apply to the 'jit' strategy only; 'shard_map' keeps "
+                "parameters replicated: remove the rules or use --config.sharding.strategy=jit")
 
 
 def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
@@ -112,6 +143,11 @@ def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
         jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
     except Exception as e:  # noqa: BLE001 - shape errors come in many exception types
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if " impl=" in first_line:  # a kernel choice the model's layers cannot run
+            raise ConfigError(
+                f"config.model.conv_impl={config.model.get('conv_impl')!r} / pool_impl="
+                f"{config.model.get('pool_impl')!r} cannot run model {config.model_name!r} "
+                f"({first_line}); use 'auto' (each layer picks a kernel it supports)") from None
         raise ConfigError(
             f"config.image_size={config.image_size} does not fit model "
             f"{config.model_name!r} ({first_line}); choose an image size the model's "

@@ -1,0 +1,129 @@
+"""The `shard_map` strategy: the train, eval and predict steps written per device.
+
+This is the explicit style of `pmap` code. Each device runs the step on its own
+slice of the batch (split over every batch axis of the mesh) with a full copy
+of the parameters; gradients are averaged with `pmean`, metric sums added with
+`psum`, and batch norm averages its mean and mean of squares across devices,
+which gives exactly the statistics of the global batch.
+
+Equivalence with the `jit` strategy holds when the task's loss is a mean over
+examples (every device holds the same number of them): the mean of the
+per-device gradients is then the gradient of the global mean. Dropout masks
+differ from `jit`'s: each device folds its index into the key (as pmap code
+does), where `jit` draws one mask for the global batch.
+
+Parameters stay replicated here (`config.mesh.fsdp` must be 1): sharding them
+is the `jit` strategy's job.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import optax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from vision_jax.models.layers import batch_norm_across
+from vision_jax.parallel.mesh import BATCH_AXES
+from vision_jax.training.state import TrainState
+
+
+def _per_device_train_step(state: TrainState, batch: dict, rng: jax.Array, *, model: nn.Module,
+                           tx: optax.GradientTransformationExtraArgs, task,
+                           axes: tuple[str, ...]) -> tuple[TrainState, dict]:
+    step_rng = jax.random.fold_in(rng, state.step)
+    dropout_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axes))
+    has_bn = bool(state.batch_stats)
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if has_bn:
+            variables["batch_stats"] = state.batch_stats
+        with batch_norm_across(axes):
+            outputs, updates = model.apply(
+                variables, batch["image"], train=True,
+                mutable=["batch_stats"] if has_bn else [], rngs={"dropout": dropout_rng})
+        loss, sums = task.loss(outputs, batch)
+        return loss, (sums, updates)
+
+    # Marked per-device, the replicated parameters get per-device gradients (this device's
+    # loss only), which the explicit pmean turns into the gradient of the global mean loss.
+    params = jax.lax.pcast(state.params, axes, to="varying")
+    (loss, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    grads = jax.lax.pmean(grads, axes)
+    loss = jax.lax.pmean(loss, axes)
+    sums = jax.lax.psum(sums, axes)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=updates["batch_stats"] if has_bn else state.batch_stats,
+        opt_state=opt_state,
+    )
+    return new_state, sums
+
+
+def _per_example_leaves(model: nn.Module, task, state: TrainState, local_batch: dict) -> list:
+    """Which leaves of the task's eval outputs are per example (their leading dimension
+    follows the batch) rather than sums: found by shape inference at two batch sizes."""
+
+    def shapes(scale):
+        batch = {k: jax.ShapeDtypeStruct((v.shape[0] * scale, *v.shape[1:]), v.dtype)
+                 for k, v in local_batch.items()}
+        return jax.eval_shape(
+            lambda s, b: task.eval_outputs(model.apply(s.variables(), b["image"], train=False),
+                                           b), state, batch)
+
+    one, two = shapes(1), shapes(2)
+    return jax.tree.map(lambda a, b: bool(a.shape) and a.shape[0] != b.shape[0], one, two)
+
+
+def _local_shapes(batch: dict, parts: int) -> dict:
+    return {k: jax.ShapeDtypeStruct((v.shape[0] // parts, *v.shape[1:]), v.dtype)
+            for k, v in batch.items()}
+
+
+def shard_map_steps(model: nn.Module, tx, task, mesh: Mesh, replicated, batch_sharding):
+    """The train, eval and predict steps of the `shard_map` strategy, jitted.
+
+    Same signatures and results as `step.jit_steps` (state replicated, batch split).
+    """
+    axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+    parts = 1
+    for axis in axes:
+        parts *= mesh.shape[axis]
+    split = P(axes)
+
+    train = jax.shard_map(
+        functools.partial(_per_device_train_step, model=model, tx=tx, task=task, axes=axes),
+        mesh=mesh, in_specs=(P(), split, P()), out_specs=(P(), P()))
+    train = jax.jit(train, in_shardings=(replicated, batch_sharding, replicated),
+                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+    def evaluate(state: TrainState, batch: dict):
+        per_example = _per_example_leaves(model, task, state, _local_shapes(batch, parts))
+
+        def per_device(state, batch):
+            outputs = model.apply(state.variables(), batch["image"], train=False)
+            results = task.eval_outputs(outputs, batch)
+            return jax.tree.map(lambda r, keep: r if keep else jax.lax.psum(r, axes),
+                                results, per_example)
+
+        out_specs = jax.tree.map(lambda keep: split if keep else P(), per_example)
+        return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), split),
+                             out_specs=out_specs)(state, batch)
+
+    def predict(state: TrainState, images: jax.Array):
+        return jax.shard_map(
+            lambda s, x: model.apply(s.variables(), x, train=False),
+            mesh=mesh, in_specs=(P(), split), out_specs=split)(state, images)
+
+    # Eval outputs are replicated, as `step.jit_steps` gives them: accumulators of
+    # per-example results (detection) read every image on every process.
+    evaluate = jax.jit(evaluate, in_shardings=(replicated, batch_sharding),
+                       out_shardings=replicated)
+    predict = jax.jit(predict, in_shardings=(replicated, batch_sharding))
+    return train, evaluate, predict
