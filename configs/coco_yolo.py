@@ -10,7 +10,9 @@ warm-up). Expect mAP@[.5:.95] well below FCOS's published 38.7 without ImageNet-
 weights (the backbone starts from scratch here).
 
 Data: prepare once with TensorFlow (`pip install -e '.[tfds-build]' && python -m
-vision_jax.data.prepare coco/2017 --data_dir $DATA`), then pass `--config.data_dir=$DATA`. A COCO
+vision_jax.data.prepare coco/2017 --data_dir $DATA`), then pass `--config.data_dir=$DATA`; where
+TensorFlow is not installed, also name the version, `--config.dataset=tfds:coco/2017:1.1.0` (TFDS
+then reads the prepared files' own feature spec, while the catalog's coco code needs TF). A COCO
 folder in the official layout works too: `--config.dataset=coco:/data/coco
 --config.train_split=train2017 --config.eval_split=val2017` (crowd boxes are skipped).
 

@@ -83,6 +83,28 @@ def test_select_objects_reads_normalised_yxyx():
     assert example["classes"].tolist() == [2]
 
 
+def test_select_objects_drops_coco_crowd_regions():
+    boxes = [np.array([0.1, 0.2, 0.5, 0.6], np.float32), np.array([0.0, 0.0, 1.0, 1.0], np.float32)]
+    record = {"image": np.zeros((50, 100, 3), np.uint8),
+              "objects": {"bbox": boxes, "label": [2, 0], "is_crowd": [False, True]}}
+    example = det.select_objects(record)
+    np.testing.assert_allclose(example["boxes"], [[20, 5, 60, 25]], rtol=1e-6)
+    assert example["classes"].tolist() == [2]
+
+
+def test_catalog_code_that_needs_tensorflow_is_a_one_line_error(tmp_path):
+    # TFDS's coco builder uses tf.int64 just to describe its features.
+    try:
+        import tensorflow  # noqa: F401
+        pytest.skip("TensorFlow is installed: the catalog code runs")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match=r"tfds:coco/2017.*needs 'tensorflow'.*"
+                                         r"tfds:coco/2017:<version>") as error:
+        open_source("tfds:coco/2017", "train", data_dir=str(tmp_path))
+    assert "\n" not in str(error.value)
+
+
 # -- COCO-format JSON ----------------------------------------------------------------------------
 
 

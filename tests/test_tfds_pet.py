@@ -2,33 +2,22 @@
 Oxford-IIIT-Pet-like tree (nothing is downloaded), then our `tfds:` source, segmentation
 pipeline and trainer read it, and the masks that come out are the trimap PNGs mapped to classes.
 
-How the catalog builder runs without the network or TensorFlow: its `_split_generators` asks the
-download manager for images.tar.gz and annotations.tar.gz. We put our archives into the TFDS
-download cache under the file names of the registered checksums (a cache hit is not re-hashed),
-and their extraction beside them (TFDS's extractor needs TensorFlow, which a user preparing the
-real dataset has). Everything after that -- `_split_generators`, `_generate_examples`, the
-features, the array_record writer -- is the installed catalog code, unmodified, called as a user
-prepares the real dataset: ``tfds.builder(name, data_dir=..., file_format="array_record")
-.download_and_prepare()``.
+How the catalog builder runs without the network or TensorFlow: see `tfds_local`. The Pet
+builder's `_split_generators` asks for images.tar.gz and annotations.tar.gz; everything from there
+on is the installed catalog code, unmodified, called as a user prepares the real dataset.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 from PIL import Image
-from tensorflow_datasets.core.download import resource as resource_lib
+from tfds_local import fill_download_cache, prepare_as_told
 from train_cli import run_train
 
 from vision_jax.data.pipeline import make_eval_iterator, make_train_iterator
@@ -37,7 +26,6 @@ from vision_jax.data.sources import open_splits
 from vision_jax.training.defaults import default_config
 
 PET = "oxford_iiit_pet"
-ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
 # Real Pet breeds with their 1-based CLASS-ID (catalog label order) and SPECIES (1 cat, 2 dog)
 # as the list files give them. None of these stems is in the catalog's _CORRUPT_SAMPLES, whose
@@ -92,45 +80,18 @@ def write_pet_tree(root: Path, seed: int = 0) -> list[tuple[str, int, int]]:
     return rows
 
 
-def fill_download_cache(tree: Path, data_dir: Path) -> None:
-    """images.tar.gz and annotations.tar.gz of `tree`, in `data_dir`'s TFDS download cache as if
-    downloaded from the catalog's URLs, with their extractions."""
-    downloads = data_dir / "downloads"
-    downloads.mkdir(parents=True)
-    for url, url_info in tfds.builder_cls(PET).url_infos.items():
-        folder = url_info.filename.split(".")[0]  # the archive holds images/ or annotations/
-        archive = downloads / resource_lib.get_dl_fname(url, url_info.checksum)
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(tree / folder, arcname=folder)
-        resource_lib.write_info_file(url, epath.Path(archive), PET, url_info.filename, url_info)
-        method = resource_lib.guess_extract_method(url_info.filename).name
-        with tarfile.open(archive) as tar:
-            tar.extractall(downloads / "extracted" / f"{method}.{archive.name}", filter="data")
-
-
 @pytest.fixture(scope="module")
 def pet_data(tmp_path_factory) -> tuple[Path, Path, list]:
     """(tree, data_dir, rows): the Pet tree and a TFDS data dir holding it prepared by the
     catalog builder as array_record."""
-    # TFDS 4.9.10 needs importlib_resources to find a catalog builder's checksums file but only
-    # declares it for Python < 3.9 (tensorflow/datasets#11212).
-    pytest.importorskip("importlib_resources", reason="preparing a TFDS catalog dataset needs "
-                        "importlib_resources (tensorflow/datasets#11212)")
     base = tmp_path_factory.mktemp("tfds_pet")
     tree, data_dir = base / "pet_archives", base / "tfds"
     rows = write_pet_tree(tree)
-    fill_download_cache(tree, data_dir)
+    fill_download_cache(PET, data_dir, {"images.tar.gz": tree / "images",
+                                        "annotations.tar.gz": tree / "annotations"})
     assert tfds.builder_cls(PET).__module__.startswith(
         "tensorflow_datasets.datasets.oxford_iiit_pet.")
-    # Prepare it exactly as the "not prepared" error tells a user to.
-    with pytest.raises(FileNotFoundError, match=r"tfds:oxford_iiit_pet.*not prepared") as error:
-        open_splits(f"tfds:{PET}", {"config.train_split": "train"}, os.fspath(data_dir))
-    command = str(error.value).split(" && ", 1)[1].split(", or fix")[0]
-    assert command == f"python -m vision_jax.data.prepare {PET} --data_dir {data_dir}"
-    result = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"prepared {PET}" in result.stdout
+    prepare_as_told(PET, data_dir)
     return tree, data_dir, rows
 
 

@@ -43,6 +43,11 @@ def select_objects(record: dict[str, Any]) -> dict[str, Any]:
     yxyx = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
     boxes = yxyx[:, [1, 0, 3, 2]] * np.asarray([width, height, width, height], np.float32)
     classes = np.asarray(objects["label"], np.int32).reshape(-1)
+    if "is_crowd" in objects:
+        # TFDS COCO keeps crowd regions (one box around many objects); COCO's own protocol
+        # neither trains nor scores on them, and the `coco:` JSON reader skips them too.
+        keep = ~np.asarray(objects["is_crowd"], bool).reshape(-1)
+        boxes, classes = boxes[keep], classes[keep]
     return {"image": image, "boxes": boxes, "classes": classes}
 
 

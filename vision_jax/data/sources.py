@@ -140,6 +140,15 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
         raise ValueError(
             f"config.dataset='tfds:{name}' is not in the TFDS catalog; "
             "check the name at https://www.tensorflow.org/datasets/catalog") from None
+    except ModuleNotFoundError as error:  # catalog code that needs TensorFlow even to describe
+        # its features (e.g. coco uses tf.int64); TFDS re-raises without setting `name`.
+        match = re.search(r"No module named '([^']+)'", str(error))
+        missing = error.name or (match.group(1) if match else "a module that is not installed")
+        raise ValueError(
+            f"config.dataset='tfds:{name}': the TFDS catalog code of {name!r} needs "
+            f"{missing!r}; name the prepared version (tfds:{name}:<version>, the folder "
+            "name under <data_dir>/" + name + "/), which TFDS reads from the prepared files "
+            "alone, or pip install -e '.[tfds-build]'") from None
     except AssertionError as error:  # TFDS reports unknown versions this way
         raise ValueError(
             f"config.dataset='tfds:{name}:{version}': {error}; use one of those versions "
