@@ -79,7 +79,10 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path, digi
     if model == "resnet":  # batch-norm statistics of the global batch, across processes
         config = tmp_path / "tiny_resnet.py"
         config.write_text(NARROW_RESNET18)
-        extra = []
+        # The smoke recipe's peak lr 0.1 blows this narrow net up by step 4 (eval loss ~11):
+        # float-rounding differences then grow to 1e-1, in any two runs that sum in another
+        # order. At lr 0.01 the training is stable, so the comparison tests the sharding.
+        extra = ["--config.optimizer.learning_rate=0.01"]
     overrides = _overrides(digits_data_dir, *extra)
     one, two = tmp_path / "one", tmp_path / "two"
     run_train(one, *overrides, devices=8, config=config)
