@@ -18,6 +18,7 @@ replicates scalars.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,14 +35,16 @@ Rule = tuple[re.Pattern, tuple]
 
 def key_name(key: Any) -> str:
     """One element of a pytree key path as text (dict key, attribute or index)."""
-    for attribute in ("key", "name", "idx"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
+    return jax.tree_util.keystr((key,), simple=True)
 
 
 def path_string(path: Sequence[Any]) -> str:
-    return "/".join(key_name(k) for k in path)
+    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+
+
+def _entry_axes(entry) -> tuple[str, ...]:
+    """The mesh axes one spec entry (None, an axis name, or a tuple of them) splits over."""
+    return () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
 
 
 def compile_rules(rules: Sequence) -> list[Rule]:
@@ -64,13 +67,13 @@ def compile_rules(rules: Sequence) -> list[Rule]:
                              "(an axis name, a tuple of axis names, or None)")
         entries = []
         for entry in spec:
-            axes = (entry,) if isinstance(entry, str) or entry is None else tuple(entry)
-            unknown = [a for a in axes if a is not None and a not in MESH_AXES]
+            axes = _entry_axes(entry)
+            unknown = [a for a in axes if a not in MESH_AXES]
             if unknown:
                 raise ValueError(f"{where}: unknown mesh axis {unknown[0]!r}; use one of "
                                  f"{list(MESH_AXES)} or None")
             entries.append(entry if entry is None or isinstance(entry, str) else axes)
-        used = [a for e in entries if e is not None for a in ((e,) if isinstance(e, str) else e)]
+        used = [a for e in entries for a in _entry_axes(e)]
         if len(used) != len(set(used)):
             raise ValueError(f"{where}: a mesh axis may shard only one dimension")
         compiled.append((regex, tuple(entries)))
@@ -78,11 +81,7 @@ def compile_rules(rules: Sequence) -> list[Rule]:
 
 
 def _axes_size(entry, axis_sizes: Mapping[str, int]) -> int:
-    axes = () if entry is None else (entry,) if isinstance(entry, str) else entry
-    size = 1
-    for axis in axes:
-        size *= axis_sizes[axis]
-    return size
+    return math.prod(axis_sizes[axis] for axis in _entry_axes(entry))
 
 
 def _rule_spec(path: str, shape: tuple, spec: tuple, index: int,
@@ -106,10 +105,7 @@ def _rule_spec(path: str, shape: tuple, spec: tuple, index: int,
 
 def fsdp_spec(shape: tuple, fsdp_size: int, min_size: int) -> P:
     """The default rule: the largest dimension `fsdp_size` divides, or replicated."""
-    size = 1
-    for d in shape:
-        size *= d
-    if fsdp_size <= 1 or size < min_size:
+    if fsdp_size <= 1 or math.prod(shape) < min_size:
         return P()
     divisible = [d for d in range(len(shape)) if shape[d] % fsdp_size == 0]
     if not divisible:
@@ -176,12 +172,7 @@ def state_partition_specs(state: Any, axis_sizes: Mapping[str, int], min_size: i
 
 
 def _spec_axes(spec: P) -> set[str]:
-    axes = set()
-    for entry in spec:
-        if entry is None:
-            continue
-        axes.update((entry,) if isinstance(entry, str) else entry)
-    return axes
+    return {axis for entry in spec for axis in _entry_axes(entry)}
 
 
 def state_shardings(state: Any, mesh: Mesh, min_size: int, rules: Sequence = ()) -> Any:

@@ -15,6 +15,45 @@ import optax
 from vision_jax.training.state import TrainState
 
 
+def loss_function(state: TrainState, batch: dict, dropout_rng: jax.Array, *,
+                  model: nn.Module, task,
+                  activation_sharding: jax.sharding.Sharding | None = None):
+    """``params -> (loss, (metric sums, batch-stat updates))`` on `batch`: what both
+    strategies differentiate (`jit` on the global batch, `shard_map` per device).
+
+    `activation_sharding` (the batch's) pins the model's outputs to a batch split: with
+    FSDP-sharded kernels GSPMD could otherwise carry a parameter's split into the
+    activations instead of gathering the parameter.
+    """
+    has_bn = bool(state.batch_stats)
+
+    def loss_fn(params):
+        variables = {"params": params}
+        if has_bn:
+            variables["batch_stats"] = state.batch_stats
+        outputs, updates = model.apply(
+            variables, batch["image"], train=True,
+            mutable=["batch_stats"] if has_bn else [], rngs={"dropout": dropout_rng})
+        if activation_sharding is not None:
+            outputs = jax.lax.with_sharding_constraint(outputs, activation_sharding)
+        loss, sums = task.loss(outputs, batch)
+        return loss, (sums, updates)
+
+    return loss_fn
+
+
+def apply_gradients(state: TrainState, grads, loss: jax.Array, updates: dict,
+                    tx: optax.GradientTransformationExtraArgs) -> TrainState:
+    """The optimiser update (``loss`` feeds reduce-on-plateau) and the new batch stats."""
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    return state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, param_updates),
+        batch_stats=updates["batch_stats"] if state.batch_stats else state.batch_stats,
+        opt_state=opt_state,
+    )
+
+
 def train_step(
     state: TrainState,
     batch: dict,
@@ -25,38 +64,14 @@ def train_step(
     task,
     activation_sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[TrainState, dict]:
-    """One optimiser step. Returns the new state and metric *sums* over the batch.
-
-    `activation_sharding` (the batch's) pins the model's outputs to a batch split: with
-    FSDP-sharded kernels GSPMD could otherwise carry a parameter's split into the
-    activations instead of gathering the parameter.
-    """
+    """One optimiser step. Returns the new state and metric *sums* over the batch."""
     # A fresh key per step, derived from the step number so a resumed run
     # draws exactly the dropout masks an uninterrupted one would.
     step_rng = jax.random.fold_in(rng, state.step)
-    has_bn = bool(state.batch_stats)
-
-    def loss_fn(params):
-        variables = {"params": params}
-        if has_bn:
-            variables["batch_stats"] = state.batch_stats
-        outputs, updates = model.apply(
-            variables, batch["image"], train=True,
-            mutable=["batch_stats"] if has_bn else [], rngs={"dropout": step_rng})
-        if activation_sharding is not None:
-            outputs = jax.lax.with_sharding_constraint(outputs, activation_sharding)
-        loss, sums = task.loss(outputs, batch)
-        return loss, (sums, updates)
-
+    loss_fn = loss_function(state, batch, step_rng, model=model, task=task,
+                            activation_sharding=activation_sharding)
     (loss, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, param_updates),
-        batch_stats=updates["batch_stats"] if has_bn else state.batch_stats,
-        opt_state=opt_state,
-    )
-    return new_state, sums
+    return apply_gradients(state, grads, loss, updates, tx), sums
 
 
 def eval_step(state: TrainState, batch: dict, *, model: nn.Module, task) -> dict:

@@ -19,6 +19,7 @@ is the `jit` strategy's job.
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -28,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from vision_jax.models.layers import batch_norm_across
 from vision_jax.parallel.mesh import BATCH_AXES
+from vision_jax.training import step
 from vision_jax.training.state import TrainState
 
 
@@ -36,34 +38,16 @@ def _per_device_train_step(state: TrainState, batch: dict, rng: jax.Array, *, mo
                            axes: tuple[str, ...]) -> tuple[TrainState, dict]:
     step_rng = jax.random.fold_in(rng, state.step)
     dropout_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axes))
-    has_bn = bool(state.batch_stats)
-
-    def loss_fn(params):
-        variables = {"params": params}
-        if has_bn:
-            variables["batch_stats"] = state.batch_stats
-        with batch_norm_across(axes):
-            outputs, updates = model.apply(
-                variables, batch["image"], train=True,
-                mutable=["batch_stats"] if has_bn else [], rngs={"dropout": dropout_rng})
-        loss, sums = task.loss(outputs, batch)
-        return loss, (sums, updates)
-
+    loss_fn = step.loss_function(state, batch, dropout_rng, model=model, task=task)
     # Marked per-device, the replicated parameters get per-device gradients (this device's
     # loss only), which the explicit pmean turns into the gradient of the global mean loss.
     params = jax.lax.pcast(state.params, axes, to="varying")
-    (loss, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    with batch_norm_across(axes):  # read while the model is traced, inside value_and_grad
+        (loss, (sums, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     grads = jax.lax.pmean(grads, axes)
     loss = jax.lax.pmean(loss, axes)
     sums = jax.lax.psum(sums, axes)
-    param_updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, param_updates),
-        batch_stats=updates["batch_stats"] if has_bn else state.batch_stats,
-        opt_state=opt_state,
-    )
-    return new_state, sums
+    return step.apply_gradients(state, grads, loss, updates, tx), sums
 
 
 def _per_example_leaves(model: nn.Module, task, state: TrainState, local_batch: dict) -> list:
@@ -73,9 +57,8 @@ def _per_example_leaves(model: nn.Module, task, state: TrainState, local_batch: 
     def shapes(scale):
         batch = {k: jax.ShapeDtypeStruct((v.shape[0] * scale, *v.shape[1:]), v.dtype)
                  for k, v in local_batch.items()}
-        return jax.eval_shape(
-            lambda s, b: task.eval_outputs(model.apply(s.variables(), b["image"], train=False),
-                                           b), state, batch)
+        return jax.eval_shape(functools.partial(step.eval_step, model=model, task=task),
+                              state, batch)
 
     one, two = shapes(1), shapes(2)
     return jax.tree.map(lambda a, b: bool(a.shape) and a.shape[0] != b.shape[0], one, two)
@@ -92,9 +75,7 @@ def shard_map_steps(model: nn.Module, tx, task, mesh: Mesh, replicated, batch_sh
     Same signatures and results as `step.jit_steps` (state replicated, batch split).
     """
     axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
-    parts = 1
-    for axis in axes:
-        parts *= mesh.shape[axis]
+    parts = math.prod(mesh.shape[axis] for axis in axes)
     split = P(axes)
 
     train = jax.shard_map(
@@ -107,8 +88,7 @@ def shard_map_steps(model: nn.Module, tx, task, mesh: Mesh, replicated, batch_sh
         per_example = _per_example_leaves(model, task, state, _local_shapes(batch, parts))
 
         def per_device(state, batch):
-            outputs = model.apply(state.variables(), batch["image"], train=False)
-            results = task.eval_outputs(outputs, batch)
+            results = step.eval_step(state, batch, model=model, task=task)
             return jax.tree.map(lambda r, keep: r if keep else jax.lax.psum(r, axes),
                                 results, per_example)
 
@@ -118,7 +98,7 @@ def shard_map_steps(model: nn.Module, tx, task, mesh: Mesh, replicated, batch_sh
 
     def predict(state: TrainState, images: jax.Array):
         return jax.shard_map(
-            lambda s, x: model.apply(s.variables(), x, train=False),
+            functools.partial(step.predict_step, model=model),
             mesh=mesh, in_specs=(P(), split), out_specs=split)(state, images)
 
     # Eval outputs are replicated, as `step.jit_steps` gives them: accumulators of
