@@ -226,11 +226,7 @@ def test_worker_processes_give_the_in_process_stream_and_resume(digits_config):
 ])
 def test_bad_config_fails_before_any_pipeline(digits_config, field, value, process_count,
                                               message):
-    *parents, leaf = field.split(".")
-    target = digits_config
-    for parent in parents:
-        target = target[parent]
-    target[leaf] = value
+    digits_config.update_from_flattened_dict({field: value})
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         validate_data_config(digits_config, process_count=process_count)
 

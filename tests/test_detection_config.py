@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from configs.shapes_yolo import get_config as shapes_yolo_config
 from vision_jax.training.validate import ConfigError, validate_config
 
 
 def _config(**changes):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "configs" / "shapes_yolo.py"
-    spec = importlib.util.spec_from_file_location("shapes_yolo", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = shapes_yolo_config("smoke")
     with config.unlocked():
-        for path, value in changes.items():
-            target = config
-            *parents, leaf = path.split(".")
-            for name in parents:
-                target = target[name]
-            target[leaf] = value
+        config.update_from_flattened_dict(changes)
     return config
 
 

@@ -14,12 +14,7 @@ from vision_jax.training.defaults import default_config
 
 def _config(**fields):
     c = default_config()
-    for path, value in fields.items():
-        node = c
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    c.update_from_flattened_dict(fields)
     return c
 
 
