@@ -85,22 +85,31 @@ def _with_kernels(config: ml_collections.ConfigDict, choice: str) -> ml_collecti
     return config
 
 
+def _train_runner(exp, seed: int, next_batch: Callable[[], dict]) -> Callable[[int], None]:
+    """``run(steps)``: that many train steps of `exp` from fresh parameters kept between
+    calls, each on ``next_batch()``, waited for at the end."""
+    from vision_jax.training import loop
+
+    rng = jax.random.key(0)
+    holder = {"state": loop.init_state(exp, jax.random.key(seed))}
+
+    def run(steps: int) -> None:
+        state = holder["state"]
+        for _ in range(steps):
+            state, sums = exp.train_step(state, next_batch(), rng)
+        jax.block_until_ready((state, sums))
+        holder["state"] = state
+
+    return run
+
+
 def _jax_contender(config: ml_collections.ConfigDict, choice: str, local_batch: dict,
                    workdir: str) -> Contender:
     from vision_jax.training import loop
 
     exp = loop.build_experiment(_with_kernels(config, choice), workdir)
     batch = exp.global_batch(local_batch)
-    rng = jax.random.key(0)
-    holder = {"state": loop.init_state(exp, jax.random.key(config.seed))}
-
-    def run(steps: int) -> None:
-        state = holder["state"]
-        for _ in range(steps):
-            state, sums = exp.train_step(state, batch, rng)
-        jax.block_until_ready((state, sums))
-        holder["state"] = state
-
+    run = _train_runner(exp, config.seed, lambda: batch)
     start = time.perf_counter()
     run(1)  # compiles
     compile_s = time.perf_counter() - start
@@ -110,23 +119,11 @@ def _jax_contender(config: ml_collections.ConfigDict, choice: str, local_batch: 
 
 def _data_fed_contender(config: ml_collections.ConfigDict, workdir: str) -> Contender:
     """The auto:auto step fed by the real input pipeline, as vision_jax.train runs it."""
-    from vision_jax import data as data_lib
     from vision_jax.training import loop
 
     exp = loop.build_experiment(_with_kernels(config, "auto:auto"), workdir)
-    batches = data_lib.make_train_iterator(
-        exp.config, exp.info, process_index=jax.process_index(),
-        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
-    rng = jax.random.key(0)
-    holder = {"state": loop.init_state(exp, jax.random.key(config.seed))}
-
-    def run(steps: int) -> None:
-        state = holder["state"]
-        for _ in range(steps):
-            state, sums = exp.train_step(state, exp.global_batch(next(batches)), rng)
-        jax.block_until_ready((state, sums))
-        holder["state"] = state
-
+    batches = _train_batches(exp.config)
+    run = _train_runner(exp, config.seed, lambda: exp.global_batch(next(batches)))
     run(3)
     return Contender(DATA_FED, run)
 
@@ -166,14 +163,19 @@ def _torch_contender(config: ml_collections.ConfigDict, local_batch: dict) -> Co
     return Contender(PYTORCH, run, compile_s)
 
 
-def _input_pipeline_images_per_s(config: ml_collections.ConfigDict, batches: int) -> float:
+def _train_batches(config: ml_collections.ConfigDict):
+    """This process's training iterator, built as `vision_jax.train` builds it."""
     from vision_jax import data as data_lib
     from vision_jax import tasks
 
-    info = data_lib.validate_data_config(config, 1)
-    task = tasks.create(config, info)
-    iterator = data_lib.make_train_iterator(config, info, process_index=0, process_count=1,
-                                            spec=task.example_spec(config))
+    info = data_lib.validate_data_config(config, jax.process_count())
+    return data_lib.make_train_iterator(
+        config, info, process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=tasks.create(config, info).example_spec(config))
+
+
+def _input_pipeline_images_per_s(config: ml_collections.ConfigDict, batches: int) -> float:
+    iterator = _train_batches(config)
     next(iterator)  # opens the source
     start = time.perf_counter()
     for _ in range(batches):
@@ -182,14 +184,7 @@ def _input_pipeline_images_per_s(config: ml_collections.ConfigDict, batches: int
 
 
 def _first_batch(config: ml_collections.ConfigDict) -> dict:
-    from vision_jax import data as data_lib
-    from vision_jax import tasks
-
-    info = data_lib.validate_data_config(config, jax.process_count())
-    iterator = data_lib.make_train_iterator(
-        config, info, process_index=jax.process_index(), process_count=jax.process_count(),
-        spec=tasks.create(config, info).example_spec(config))
-    return {k: np.asarray(v) for k, v in next(iterator).items()}
+    return {k: np.asarray(v) for k, v in next(_train_batches(config)).items()}
 
 
 def train_flops_per_image(config: ml_collections.ConfigDict, channels: int) -> float:
@@ -197,9 +192,8 @@ def train_flops_per_image(config: ml_collections.ConfigDict, channels: int) -> f
     (the input and the weight gradients each cost one forward)."""
     from vision_jax.summary import summarize
 
-    model_kwargs = {k: v for k, v in config.model.to_dict().items()}
     summary = summarize(config.model_name, config.num_classes, config.image_size, channels,
-                        **model_kwargs)
+                        **config.model.to_dict())
     return 3.0 * summary["flops"]
 
 
