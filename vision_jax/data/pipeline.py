@@ -122,8 +122,10 @@ CLASSIFICATION = ExampleSpec(select=_image_and_label, preprocess=_preprocess,
 
 
 def _read_options() -> grain.ReadOptions:
-    # Grain's default prefetch (500 elements) is per thread pool, in examples here.
-    return grain.ReadOptions(num_threads=8, prefetch_buffer_size=256)
+    # Both pipelines batch before reading, so the elements prefetched are whole batches: a
+    # few in flight per thread is enough read-ahead (Grain's default, 500, would hold
+    # hundreds of batches in memory).
+    return grain.ReadOptions(num_threads=8, prefetch_buffer_size=16)
 
 
 def make_train_iterator(
@@ -167,9 +169,7 @@ def make_train_iterator(
     # and per-row randomness in the step (dropout masks) does not depend on the process count.
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack)
     dataset = dataset[process_index::process_count]
-    # Elements are whole batches here: a few in flight per thread is enough read-ahead.
-    iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=8,
-                                                             prefetch_buffer_size=16))
+    iter_dataset = dataset.to_iter_dataset(_read_options())
     if config.num_data_workers > 0:
         if not flags.FLAGS.is_parsed():
             # Grain's worker pool reads absl flags; outside an absl app (tests,
