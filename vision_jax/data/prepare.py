@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
+
+
+def missing_module(error: ModuleNotFoundError) -> str:
+    """The module an import failed on; TFDS re-raises some import errors without `name`."""
+    match = re.search(r"No module named '([^']+)'", str(error))
+    return error.name or (match.group(1) if match else "a module that is not installed")
 
 
 def prepare_command(name: str, data_dir: str | None) -> str:
@@ -55,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except ModuleNotFoundError as error:
-        print(f"error: preparing a TFDS catalog dataset needs {error.name!r}; install the extra: "
-              "pip install -e '.[tfds-build]'", file=sys.stderr)
+        print(f"error: preparing a TFDS catalog dataset needs {missing_module(error)!r}; "
+              "install the extra: pip install -e '.[tfds-build]'", file=sys.stderr)
         sys.exit(2)
     print(f"prepared {name} in {path}; train with --config.dataset=tfds:{name} "
           f"--config.data_dir={args.data_dir}")

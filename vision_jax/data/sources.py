@@ -32,7 +32,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data import folder as folder_lib
-from vision_jax.data.prepare import prepare_command
 from vision_jax.data.registry import builtin_names, get_builtin, register_builtin
 
 __all__ = [
@@ -129,6 +128,10 @@ def prepare_builtin(name: str, data_dir: str | None = None) -> tfds.core.Dataset
 
 
 def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+    # Imported here: `python -m vision_jax.data.prepare` would otherwise find its own module
+    # already imported (by the package) before it runs as __main__.
+    from vision_jax.data.prepare import missing_module, prepare_command
+
     if data_dir is not None and not os.path.isdir(data_dir):
         raise FileNotFoundError(
             f"config.data_dir={data_dir!r} does not exist; set it to the directory the "
@@ -141,13 +144,11 @@ def _tfds_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
             f"config.dataset='tfds:{name}' is not in the TFDS catalog; "
             "check the name at https://www.tensorflow.org/datasets/catalog") from None
     except ModuleNotFoundError as error:  # catalog code that needs TensorFlow even to describe
-        # its features (e.g. coco uses tf.int64); TFDS re-raises without setting `name`.
-        match = re.search(r"No module named '([^']+)'", str(error))
-        missing = error.name or (match.group(1) if match else "a module that is not installed")
+        # its features (e.g. coco uses tf.int64)
         raise ValueError(
             f"config.dataset='tfds:{name}': the TFDS catalog code of {name!r} needs "
-            f"{missing!r}; name the prepared version (tfds:{name}:<version>, the folder "
-            "name under <data_dir>/" + name + "/), which TFDS reads from the prepared files "
+            f"{missing_module(error)!r}; name the prepared version (tfds:{name}:<version>, the "
+            f"folder name under <data_dir>/{name}/), which TFDS reads from the prepared files "
             "alone, or pip install -e '.[tfds-build]'") from None
     except AssertionError as error:  # TFDS reports unknown versions this way
         raise ValueError(
