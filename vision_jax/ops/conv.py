@@ -84,12 +84,18 @@ def conv2d(
     dilation: Sequence[int] = (1, 1),
     groups: int = 1,
     impl: str = "auto",
+    flip_kernel: bool = False,
 ) -> jax.Array:
     """Convolves NHWC ``x`` with an HWIO ``kernel`` (cross-correlation, as in every CNN).
 
     ``kernel`` has shape (kh, kw, C_in // groups, C_out); ``padding`` is "SAME", "VALID"
     or ((top, bottom), (left, right)); ``impl`` is a key of ``IMPLEMENTATIONS`` or "auto".
+    ``flip_kernel=True`` rotates the kernel by 180 degrees first, which turns the
+    cross-correlation into true convolution as signal processing (and the course) defines
+    it; the two differ only for kernels that are not point-symmetric, e.g. Sobel.
     """
+    if flip_kernel:
+        kernel = kernel[::-1, ::-1]
     # Pallas kernels join IMPLEMENTATIONS on backends that run them; deferred to the first
     # call because asking for the backend must not happen at import time.
     from vision_jax.ops import pallas
