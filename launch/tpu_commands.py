@@ -16,6 +16,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from launch import tpu_types
+
 # Where `setup` installs uv (its installer's default) for creating the Python >= 3.11 venv
 # that the TPU VM base images (Python 3.10) do not ship.
 _UV = "$HOME/.local/bin/uv"
@@ -34,7 +36,6 @@ TARBALL_EXCLUDES = (
 PID_FILE = "train.pid"
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ACCELERATOR = re.compile(r"^v\d+[a-z]*-\d+$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
 # Remote paths are pasted into shell commands: keep them to characters that need no quoting.
@@ -98,19 +99,16 @@ def create_commands(
     target: Target,
     *,
     accelerator_type: str = "v4-8",
-    runtime_version: str = "tpu-ubuntu2204-base",
+    runtime_version: str | None = None,
     spot: bool = False,
     preemptible: bool = False,
     queued: bool = False,
     queued_resource_id: str | None = None,
 ) -> list[list[str]]:
     """Creates the TPU VM directly, or (`queued`) asks for it through a queued resource,
-    which waits for capacity instead of failing when the zone has none."""
-    if not _ACCELERATOR.match(accelerator_type):
-        raise ValueError(
-            f"--accelerator-type {accelerator_type!r} must look like 'v4-8', 'v4-32', "
-            "'v5litepod-16' or 'v6e-8'"
-        )
+    which waits for capacity instead of failing when the zone has none. Without an explicit
+    `runtime_version`, the accelerator's generation picks it (see launch/tpu_types.py)."""
+    runtime_version = tpu_types.runtime_version(accelerator_type, runtime_version)
     if spot and preemptible:
         raise ValueError("--spot and --preemptible exclude each other; pick one")
     if queued:
@@ -258,6 +256,77 @@ def train_commands(
     script = remote_train_script(config=config, workdir=workdir, extra_args=extra_args, env=env,
                                  remote_dir=remote_dir, log_file=log_file)
     return [_ssh(target, script, worker)]
+
+
+def remote_run_script(
+    *,
+    config: str,
+    workdir: str,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    remote_dir: str = "vision_jax",
+    log_file: str = "train.log",
+) -> str:
+    """Runs training in the foreground of the ssh session (for `run`, which waits for it),
+    copying its output to `<remote_dir>/<log_file>` so `logs` still works.
+
+    Exits with training's exit code, or 143 when the worker itself got SIGTERM (what a
+    preemption or maintenance event sends every process): the trainer then checkpoints and
+    exits 0, which alone would read as "finished".
+    """
+    remote_dir = check_remote_path("--remote-dir", remote_dir)
+    log = check_remote_path("--log-file", log_file)
+    assignments = _env_assignments({"PYTHONUNBUFFERED": "1", **(env or {})})
+    train = shlex.join([".venv/bin/python", "-m", "vision_jax.train", "--config", config,
+                        "--workdir", workdir, *extra_args])
+    return "; ".join([
+        f"cd {remote_dir} || exit 1",
+        f"if test -f {PID_FILE} && kill -0 \"$(cat {PID_FILE})\" 2>/dev/null; then "
+        "echo \"$(hostname): a run started by train is still going (pid $(cat " + PID_FILE + "));"
+        " stop it with: python -m launch.tpu_vm kill\" >&2; exit 1; fi",
+        "set -o pipefail",
+        "stopped=0",
+        # A trapped signal makes `wait` return at once; the loop then waits for training to
+        # finish its checkpoint.
+        "trap stopped=1 TERM",
+        # tee ignores SIGTERM, so what training prints while it checkpoints still has a
+        # reader (a closed pipe would fail those writes).
+        f"env {' '.join(assignments)} {train} < /dev/null 2>&1 | (trap '' TERM; exec tee {log})"
+        " & wait $!",
+        "status=$?",
+        "while test $stopped = 1 && kill -0 $! 2>/dev/null; do wait $!; done",
+        "if test $stopped = 1; then echo \"$(hostname): stopped by SIGTERM (preemption or "
+        "maintenance)\" >&2; exit 143; fi",
+        "exit $status",
+    ])
+
+
+def run_train_commands(
+    target: Target,
+    *,
+    config: str,
+    workdir: str,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    remote_dir: str = "vision_jax",
+    log_file: str = "train.log",
+) -> list[list[str]]:
+    """Training in the foreground on every worker; see remote_run_script."""
+    script = remote_run_script(config=config, workdir=workdir, extra_args=extra_args, env=env,
+                               remote_dir=remote_dir, log_file=log_file)
+    return [_ssh(target, script)]
+
+
+def describe_command(
+    target: Target, *, queued: bool = False, queued_resource_id: str | None = None
+) -> list[str]:
+    """Prints only the state: the node's (READY, PREEMPTED, ...) or, for a queued resource,
+    the request's (WAITING_FOR_RESOURCES, ACTIVE, SUSPENDED, ...). Fails with NOT_FOUND when
+    there is none."""
+    if queued:
+        resource = queued_resource_id or default_queued_resource_id(target.name)
+        return _queued(target, "describe", resource, "--format=value(state.state)")
+    return _tpu_vm(target, "describe", target.name, "--format=value(state)")
 
 
 def logs_commands(

@@ -74,15 +74,42 @@ def test_create_queued_uses_a_queued_resource_for_the_node(capsys):
 
 
 @pytest.mark.parametrize(
+    ("accelerator_type", "runtime"),
+    [
+        ("v2-8", "tpu-ubuntu2204-base"),
+        ("v3-32", "tpu-ubuntu2204-base"),
+        ("v4-32", "tpu-ubuntu2204-base"),
+        ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+        ("v5p-8", "v2-alpha-tpuv5"),
+        ("v6e-8", "v2-alpha-tpuv6e"),
+    ],
+)
+def test_each_generation_gets_its_own_runtime_version(accelerator_type, runtime, capsys):
+    [direct] = dry_run(capsys, "create", "--accelerator-type", accelerator_type)
+    assert flag(direct, "--version") == runtime
+    [queued] = dry_run(capsys, "create", "--accelerator-type", accelerator_type, "--queued")
+    assert flag(queued, "--runtime-version") == runtime
+
+
+def test_an_explicit_runtime_version_wins_even_for_an_unknown_generation(capsys):
+    [command] = dry_run(capsys, "create", "--accelerator-type", "v7x-8",
+                        "--runtime-version", "v2-alpha-tpu7x")
+    assert flag(command, "--version") == "v2-alpha-tpu7x"
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["create", "--queued", "--preemptible"], "queued resources take --spot"),
         (["create", "--spot", "--preemptible"], "not allowed with argument"),
         (["create", "--accelerator-type", "tpu8"], "--accelerator-type 'tpu8' must look like"),
+        (["create", "--accelerator-type", "v7x-8"],
+         "--accelerator-type 'v7x-8': unknown TPU generation 'v7x'; known: v2, v3, v4, "
+         "v5litepod, v5p, v6e (v5litepod is v5e), or pass --runtime-version"),
         (["train", "--config", "c.py", "--workdir", "w", "--env", "NOVALUE"], "must be KEY=VALUE"),
         (["logs", "--fetch-to", "out"], "--fetch-to needs --num-workers"),
         (["setup", "--remote-dir", "../elsewhere"], "--remote-dir '../elsewhere' must be"),
-        (["stop", "--", "--extra"], "only for 'train'"),
+        (["stop", "--", "--extra"], "only for 'train' and 'run'"),
     ],
 )
 def test_bad_arguments_fail_with_the_flag_named(args, message, capsys):
