@@ -34,6 +34,9 @@ TARBALL_EXCLUDES = (
     ".hypothesis",
 )
 PID_FILE = "train.pid"
+# How remote_run_script says why training ended, when that was not training's own choice.
+SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process killed by it
+KILLED_EXIT = 130
 
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -267,12 +270,14 @@ def remote_run_script(
     remote_dir: str = "vision_jax",
     log_file: str = "train.log",
 ) -> str:
-    """Runs training in the foreground of the ssh session (for `run`, which waits for it),
-    copying its output to `<remote_dir>/<log_file>` so `logs` still works.
+    """Runs training in the foreground of the ssh session (for `run`, which waits for it):
+    the log goes to `<remote_dir>/<log_file>` (so `logs` works) and is streamed back, and
+    the pid to `train.pid` (so `kill` works).
 
-    Exits with training's exit code, or 143 when the worker itself got SIGTERM (what a
-    preemption or maintenance event sends every process): the trainer then checkpoints and
-    exits 0, which alone would read as "finished".
+    Exits with training's exit code; with SIGTERM_EXIT when the worker itself got SIGTERM
+    (what a preemption or maintenance event sends every process: the trainer checkpoints
+    and exits 0, which alone would read as "finished"); with KILLED_EXIT when `kill`
+    stopped it (`kill` removes the pid file).
     """
     remote_dir = check_remote_path("--remote-dir", remote_dir)
     log = check_remote_path("--log-file", log_file)
@@ -282,21 +287,23 @@ def remote_run_script(
     return "; ".join([
         f"cd {remote_dir} || exit 1",
         f"if test -f {PID_FILE} && kill -0 \"$(cat {PID_FILE})\" 2>/dev/null; then "
-        "echo \"$(hostname): a run started by train is still going (pid $(cat " + PID_FILE + "));"
-        " stop it with: python -m launch.tpu_vm kill\" >&2; exit 1; fi",
-        "set -o pipefail",
+        "echo \"$(hostname): a run is still going (pid $(cat " + PID_FILE + ")); "
+        "stop it with: python -m launch.tpu_vm kill\" >&2; exit 1; fi",
         "stopped=0",
-        # A trapped signal makes `wait` return at once; the loop then waits for training to
-        # finish its checkpoint.
         "trap stopped=1 TERM",
-        # tee ignores SIGTERM, so what training prints while it checkpoints still has a
-        # reader (a closed pipe would fail those writes).
-        f"env {' '.join(assignments)} {train} < /dev/null 2>&1 | (trap '' TERM; exec tee {log})"
-        " & wait $!",
+        f"env {' '.join(assignments)} {train} > {log} 2>&1 < /dev/null & pid=$!",
+        f"echo $pid > {PID_FILE}",
+        # tail ignores SIGTERM, to show what training prints while it checkpoints. A trapped
+        # SIGTERM makes `wait` return at once: wait again while training finishes.
+        f"(trap \"\" TERM; exec tail -n +1 -F --pid=$pid {log} 2>/dev/null) & wait $pid",
         "status=$?",
-        "while test $stopped = 1 && kill -0 $! 2>/dev/null; do wait $!; done",
+        "while kill -0 $pid 2>/dev/null; do wait $pid; status=$?; done",
+        "wait",  # for tail to print the end of the log
+        f"if test -f {PID_FILE}; then killed=0; rm -f {PID_FILE}; else killed=1; fi",
         "if test $stopped = 1; then echo \"$(hostname): stopped by SIGTERM (preemption or "
-        "maintenance)\" >&2; exit 143; fi",
+        f"maintenance)\" >&2; exit {SIGTERM_EXIT}; fi",
+        f"if test $killed = 1; then echo \"$(hostname): stopped by kill\" >&2; "
+        f"exit {KILLED_EXIT}; fi",
         "exit $status",
     ])
 

@@ -31,7 +31,6 @@ WAIT_STATES = frozenset({
     "ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING",  # queued resource
 })
 GONE_STATES = frozenset({"PREEMPTED", "TERMINATED", "FAILED", "SUSPENDING", "SUSPENDED"})
-SIGTERM_EXIT = 143  # remote_run_script's exit when the worker was sent SIGTERM
 SSH_LOST_EXIT = 255  # ssh's own exit when the connection drops (the VM went away)
 
 
@@ -187,10 +186,13 @@ class Loop:
             elif code == 0:
                 _say(f"training finished after {self.restarts} restarts")
                 return 0
-            elif code == SIGTERM_EXIT:
+            elif code == tpu_commands.SIGTERM_EXIT:
                 self._restart("training was stopped by SIGTERM; the TPU is still up")
             elif code == SSH_LOST_EXIT:
                 self._restart("the ssh connection was lost; the TPU is still up")
+            elif code == tpu_commands.KILLED_EXIT:
+                _say("training was stopped by kill: not restarted")
+                return code
             else:
                 _say(f"training failed with exit code {code} on a {state} TPU: not a "
                      "preemption, so not retried")

@@ -159,14 +159,20 @@ def test_sigterm_on_a_vm_that_stays_up_reruns_training_without_recreating(fake_g
     assert "training was stopped by SIGTERM; the TPU is still up: restart 1" in result.stderr
 
 
-def test_a_training_error_is_not_a_preemption_and_is_not_retried(fake_gcloud):
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [(1, "training failed with exit code 1 on a READY TPU: not a preemption"),
+     (tpu_commands.KILLED_EXIT, "training was stopped by kill: not restarted")],
+)
+def test_a_training_error_or_a_kill_is_not_a_preemption_and_is_not_retried(fake_gcloud, code,
+                                                                            said):
     result, calls = fake_gcloud(
-        {"node": "READY", "queued": [], "trainings": [[1, "READY", None]]},
+        {"node": "READY", "queued": [], "trainings": [[code, "READY", None]]},
     )
-    assert result.returncode == 1
+    assert result.returncode == code
     describe, _create, _delete, setup, train = expected(fake_gcloud.source, spot=False)
     assert calls == [describe, *setup, train, describe]
-    assert "training failed with exit code 1 on a READY TPU: not a preemption" in result.stderr
+    assert said in result.stderr
 
 
 def test_restarts_are_bounded(fake_gcloud):
@@ -256,23 +262,54 @@ def test_remote_run_script_passes_on_trainings_exit_code_and_keeps_a_log(tmp_pat
     assert (home / "vision_jax/train.log").read_text().splitlines() == lines
 
 
-def test_remote_run_script_exits_143_when_the_worker_is_sent_sigterm(tmp_path):
-    # Like the trainer: on SIGTERM it finishes (checkpoints) and exits 0.
-    home = _worker_home(tmp_path, 'trap \'echo "checkpointed"; exit 0\' TERM\n'
-                        'echo started\nsleep 60 & wait\n')
-    worker = subprocess.Popen(["bash", "-c", _script()], cwd=home, stdout=subprocess.PIPE,
+def _start(script: str, home: Path) -> subprocess.Popen:
+    worker = subprocess.Popen(["bash", "-c", script], cwd=home, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = home / "vision_jax/train.log"
+    deadline = time.monotonic() + 10
+    while not (log.exists() and "started" in log.read_text()):
+        assert time.monotonic() < deadline, "the fake training never started"
+        time.sleep(0.05)
+    return worker
+
+
+# Like the trainer: on SIGTERM it finishes (checkpoints) and exits 0.
+TRAINER_LIKE = 'trap \'echo "checkpointed"; exit 0\' TERM\necho started\nsleep 60 & wait\n'
+
+
+def test_kill_stops_a_training_started_by_run(tmp_path):
+    home = _worker_home(tmp_path, TRAINER_LIKE)
+    worker = _start(_script(), home)
     try:
-        log = home / "vision_jax/train.log"
-        deadline = time.monotonic() + 10
-        while not (log.exists() and "started" in log.read_text()):
-            assert time.monotonic() < deadline, "the fake training never started"
-            time.sleep(0.05)
+        assert "a run is still going" in subprocess.run(
+            ["bash", "-c", _script()], cwd=home, capture_output=True, text=True,
+            timeout=30).stderr
+        [kill] = tpu_commands.kill_commands(TARGET)
+        script = next(a.split("=", 1)[1] for a in kill if a.startswith("--command="))
+        stopped = subprocess.run(["bash", "-c", script], cwd=home, capture_output=True,
+                                 text=True, timeout=30)
+        assert stopped.stdout.strip().endswith(": stopped")
+        out, err = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert worker.returncode == tpu_commands.KILLED_EXIT
+    assert out.splitlines() == ["started", "checkpointed"]
+    assert "stopped by kill" in err
+
+
+def test_remote_run_script_exits_143_when_the_worker_is_sent_sigterm(tmp_path):
+    home = _worker_home(tmp_path, TRAINER_LIKE)
+    worker = _start(_script(), home)
+    try:
         os.killpg(worker.pid, signal.SIGTERM)  # what a preemption does to every process
         out, err = worker.communicate(timeout=30)
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
-    assert worker.returncode == tpu_run.SIGTERM_EXIT
+    assert worker.returncode == tpu_commands.SIGTERM_EXIT
     assert out.splitlines() == ["started", "checkpointed"]
+    log = home / "vision_jax/train.log"
+    assert log.read_text().splitlines() == ["started", "checkpointed"]
+    assert not (home / "vision_jax/train.pid").exists()
     assert "stopped by SIGTERM (preemption or maintenance)" in err
