@@ -28,9 +28,9 @@ from launch.tpu_commands import Target
 READY_STATES = frozenset({"READY", "ACTIVE"})
 WAIT_STATES = frozenset({
     "CREATING", "STARTING", "RESTARTING", "REPAIRING", "DELETING",  # node
-    "ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING",  # queued resource
+    "ACCEPTED", "WAITING_FOR_RESOURCES", "PROVISIONING", "SUSPENDING",  # queued resource
 })
-GONE_STATES = frozenset({"PREEMPTED", "TERMINATED", "FAILED", "SUSPENDING", "SUSPENDED"})
+GONE_STATES = frozenset({"PREEMPTED", "TERMINATED", "FAILED", "SUSPENDED"})
 SSH_LOST_EXIT = 255  # ssh's own exit when the connection drops (the VM went away)
 
 
@@ -99,8 +99,9 @@ def probe(plan: RunPlan) -> str | None:
         return result.stdout.strip().upper() or None
     if "NOT_FOUND" in result.stderr or "not found" in result.stderr:
         return None
+    last_line = (result.stderr.strip().splitlines() or [""])[-1]
     raise RunError(f"could not read the TPU's state (exit code {result.returncode}): "
-                   f"{result.stderr.strip().splitlines()[-1:] or ''}")
+                   f"{last_line}")
 
 
 class Loop:
@@ -137,10 +138,11 @@ class Loop:
             if state is None:
                 _say(f"{self.plan.target.name} is absent: creating it")
                 code = _call_all(self.plan.create)
-                if code != 0:
+                if code == 0:
+                    created = True
+                else:
                     self._restart(f"create failed with exit code {code} (no capacity?)")
                     self.sleep(self.poll_seconds)
-                created = True
             elif state in GONE_STATES:
                 _say(f"{self.plan.target.name} is {state}: deleting it to create it again")
                 code = _call_all(self.plan.delete)

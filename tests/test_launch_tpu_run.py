@@ -43,7 +43,10 @@ FAKE_GCLOUD = textwrap.dedent("""\
     def missing(what):
         sys.stderr.write(f"ERROR: (gcloud) NOT_FOUND: {what} was not found\\n")
         return 1
-    if kind == "tpu-vm" and verb == "describe":
+    if verb == "describe" and world.get("describe_error"):
+        sys.stderr.write("ERROR: (gcloud) You do not currently have an active account\\n")
+        code = 1
+    elif kind == "tpu-vm" and verb == "describe":
         code = missing("node") if world["node"] is None else print(world["node"]) or 0
     elif kind == "queued-resources" and verb == "describe":
         states = world["queued"]
@@ -173,6 +176,22 @@ def test_a_training_error_or_a_kill_is_not_a_preemption_and_is_not_retried(fake_
     describe, _create, _delete, setup, train = expected(fake_gcloud.source, spot=False)
     assert calls == [describe, *setup, train, describe]
     assert said in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("world", "said"),
+    [({"node": "STOPPED"},
+      "vj-run is STOPPED, which run does not handle; start or delete it, then run again"),
+     ({"node": None, "describe_error": True},
+      "could not read the TPU's state (exit code 1): ERROR: (gcloud) You do not currently "
+      "have an active account")],
+)
+def test_a_state_run_cannot_handle_stops_it_with_one_line(fake_gcloud, world, said):
+    result, calls = fake_gcloud({"queued": [], "trainings": [], **world})
+    assert result.returncode == 1
+    describe, *_ = expected(fake_gcloud.source, spot=False)
+    assert calls == [describe]
+    assert result.stderr.strip().splitlines()[-1] == f"python -m launch.tpu_vm: {said}"
 
 
 def test_restarts_are_bounded(fake_gcloud):
