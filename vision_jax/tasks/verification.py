@@ -1,0 +1,147 @@
+"""Verification: metric learning for one-shot recognition.
+
+The model's output is an embedding (any backbone whose head has `embedding_size` outputs);
+the task L2-normalises it, trains it with the triplet loss (semi-hard mining over the whole
+global batch) or the contrastive loss, and evaluates it on identities never seen in training:
+pair verification (ROC AUC, accuracy at a threshold chosen on a validation part of the pairs)
+and one-shot identification (one reference image per identity, nearest neighbour).
+
+Batches carry "image", "label" (the identity, int) and, in evaluation, "mask": the
+classification batches, so any classification source whose labels are identities serves
+(digits with held-out classes, `tfds:lfw` with people as identities).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
+from vision_jax.losses.metric_learning import LOSSES
+from vision_jax.metrics import verification as vm
+from vision_jax.tasks.base import SumAccumulator
+
+DEFAULT_MARGINS = {"triplet": 0.2, "contrastive": 1.0}
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """Rows of `x` scaled to unit length (the embedding head's last step)."""
+    x = jnp.asarray(x, jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, -1, keepdims=True), eps))
+
+
+class VerificationAccumulator:
+    """Loss sums on device, every real example's embedding and identity on the host."""
+
+    def __init__(self):
+        self.sums = SumAccumulator()
+        self.embeddings = vm.EmbeddingCollector()
+
+    def add(self, outputs: dict) -> None:
+        self.sums.add(outputs["sums"])
+        self.embeddings.add(outputs["embeddings"], outputs["labels"], outputs["mask"])
+
+    def result(self) -> dict:
+        return self.sums.result()
+
+
+class VerificationTask:
+    """Loss and held-out-identity evaluation of an L2-normalised embedding."""
+
+    def __init__(self, loss: str = "triplet", margin: float | None = None,
+                 validation_fraction: float = 0.5, seed: int = 0):
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}")
+        self.loss_name = loss
+        self.margin = DEFAULT_MARGINS[loss] if margin is None else float(margin)
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    # -- inside jit --------------------------------------------------------------------------
+
+    def _loss(self, outputs, labels, mask=None):
+        return LOSSES[self.loss_name](l2_normalize(outputs), labels, self.margin, mask)
+
+    def loss(self, outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
+        """The loss of the whole (global) batch; the sums weight it by the batch size so that
+        their mean over steps is the mean loss."""
+        value = self._loss(outputs, batch["label"])
+        count = jnp.asarray(batch["label"].shape[0], jnp.float32)
+        return value, {"loss": value * count, "count": count}
+
+    def eval_outputs(self, outputs: jax.Array, batch: dict) -> dict:
+        mask = batch["mask"]
+        count = jnp.sum(mask.astype(jnp.float32))
+        value = self._loss(outputs, batch["label"], mask)
+        return {"sums": {"loss": value * count, "count": count},
+                "embeddings": l2_normalize(outputs), "labels": batch["label"], "mask": mask}
+
+    # -- on the host -------------------------------------------------------------------------
+
+    @staticmethod
+    def example_spec(config) -> ExampleSpec:
+        return CLASSIFICATION
+
+    @staticmethod
+    def new_accumulator() -> VerificationAccumulator:
+        return VerificationAccumulator()
+
+    def summarize(self, sums) -> dict[str, float]:
+        """Train sums -> loss. An eval accumulator adds pair_auc, pair_accuracy (at
+        pair_threshold, chosen on the validation pairs: pair_validation_accuracy) and
+        one_shot_accuracy, with the pair, reference and query counts."""
+        if isinstance(sums, VerificationAccumulator):
+            totals = sums.result()
+            out = {"loss": float(totals["loss"]) / max(float(totals["count"]), 1.0)}
+            return {**out, **vm.verification_metrics(*sums.embeddings.arrays(),
+                                                     self.validation_fraction, self.seed)}
+        return {"loss": float(sums["loss"]) / max(float(sums["count"]), 1.0)}
+
+    def write_report(self, accumulator: VerificationAccumulator, out_dir: str,
+                     prefix: str = "eval") -> dict:
+        """`<prefix>_verification_report.{json,txt}`: the metrics, the identities evaluated
+        and how the threshold was chosen."""
+        embeddings, identities = accumulator.embeddings.arrays()
+        report = {"metrics": self.summarize(accumulator),
+                  "identities": sorted(int(i) for i in np.unique(identities)),
+                  "examples": int(len(identities)), "loss": self.loss_name,
+                  "margin": self.margin,
+                  "threshold_rule": f"best accuracy on the first {self.validation_fraction:g} "
+                                    "of the shuffled balanced pairs, applied to the rest"}
+        with open(os.path.join(out_dir, f"{prefix}_verification_report.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        lines = [f"{key:>26}  {value:.4f}" if isinstance(value, float) else f"{key:>26}  {value}"
+                 for key, value in report["metrics"].items()]
+        lines += [f"{'identities':>26}  {report['identities']}",
+                  f"{'threshold rule':>26}  {report['threshold_rule']}"]
+        with open(os.path.join(out_dir, f"{prefix}_verification_report.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return report
+
+    def write_examples(self, batch: dict, outputs: np.ndarray, out_dir: str,
+                       prefix: str = "eval") -> None:
+        """Nothing beyond the report for now."""
+
+    def write_predictions(self, images: np.ndarray, outputs: np.ndarray, names: list[str],
+                          out_dir: str) -> list[dict]:
+        """`embeddings.npz` (names, unit embeddings) and, in `predictions.json`, each image's
+        most similar other image with the cosine similarity."""
+        embeddings = np.asarray(l2_normalize(jnp.asarray(outputs)))
+        np.savez(os.path.join(out_dir, "embeddings.npz"), names=np.asarray(names),
+                 embeddings=embeddings)
+        similarity = embeddings @ embeddings.T
+        np.fill_diagonal(similarity, -np.inf)
+        results = []
+        for i, name in enumerate(names):
+            entry: dict = {"image": name}
+            if len(names) > 1:
+                j = int(np.argmax(similarity[i]))
+                entry.update(nearest=names[j], similarity=float(similarity[i, j]))
+            results.append(entry)
+        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        return results
