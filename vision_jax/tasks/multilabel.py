@@ -13,6 +13,7 @@ Batches carry "image", "labels" (B, L) multi-hot and, in evaluation, "mask".
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from vision_jax.data import transforms
+from vision_jax.data.multilabel import multi_hot_record
 from vision_jax.data.pipeline import ExampleSpec, augmentations
 from vision_jax.losses.multilabel import sigmoid_bce
 from vision_jax.metrics import multilabel as ml
@@ -31,6 +33,16 @@ from vision_jax.tasks.base import SumAccumulator
 
 def _select(record: dict) -> dict:
     return {"image": record["image"], "labels": record["labels"]}
+
+
+def multilabel_spec(num_labels: int | None = None) -> ExampleSpec:
+    """Batches of multi-hot records (the CSV folder source), or, given `num_labels`, of
+    records that list their class ids under "labels" (`builtin:shapes_multilabel`, the TFDS
+    catalog's VOC), turned multi-hot here."""
+    select = _select if num_labels is None else functools.partial(
+        multi_hot_record, num_labels=num_labels)
+    return ExampleSpec(select=select, preprocess=_preprocess, augmentations=augmentations,
+                       stack=stack_multilabel)
 
 
 def _preprocess(config: ml_collections.ConfigDict) -> list:
@@ -51,8 +63,7 @@ def stack_multilabel(examples: list[dict]) -> dict[str, np.ndarray]:
 
 
 # Flips, crops, rotations and colour changes never change which labels an image has.
-MULTILABEL = ExampleSpec(select=_select, preprocess=_preprocess, augmentations=augmentations,
-                         stack=stack_multilabel)
+MULTILABEL = multilabel_spec()
 
 
 class MultilabelAccumulator:
@@ -76,7 +87,8 @@ class MultilabelTask:
 
     def __init__(self, num_labels: int, label_names: Sequence[str] | None = None,
                  thresholds: float | Sequence[float] = 0.5,
-                 pos_weight: Sequence[float] | None = None, choose_thresholds: bool = False):
+                 pos_weight: Sequence[float] | None = None, choose_thresholds: bool = False,
+                 labels_as_ids: bool = False):
         self.num_labels = num_labels
         self.label_names = list(label_names or [f"label_{i}" for i in range(num_labels)])
         if len(self.label_names) != num_labels:
@@ -88,6 +100,7 @@ class MultilabelTask:
             raise ValueError(f"pos_weight must give {num_labels} weights (one per label), "
                              f"got {self.pos_weight.shape[0]}")
         self.choose_thresholds = choose_thresholds
+        self.labels_as_ids = labels_as_ids
 
     # -- inside jit --------------------------------------------------------------------------
 
@@ -110,9 +123,9 @@ class MultilabelTask:
 
     # -- on the host -------------------------------------------------------------------------
 
-    @staticmethod
-    def example_spec(config) -> ExampleSpec:
-        return MULTILABEL
+    def example_spec(self, config) -> ExampleSpec:
+        """Multi-hot records as they are; with `labels_as_ids`, lists of class ids."""
+        return multilabel_spec(self.num_labels) if self.labels_as_ids else MULTILABEL
 
     @staticmethod
     def new_accumulator() -> MultilabelAccumulator:
