@@ -19,7 +19,7 @@ from vision_jax.losses.metric_learning import (
     pairwise_distances,
     triplet_semihard_loss,
 )
-from vision_jax.losses.multilabel import sigmoid_bce
+from vision_jax.losses.multilabel import positive_weights, sigmoid_bce
 
 
 def _batch(seed: int, size: int = 32, dim: int = 8, identities: int = 5):
@@ -97,6 +97,14 @@ def test_sigmoid_bce_with_positive_weights():
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     expected = -(weights * labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean(-1)
     np.testing.assert_allclose(sigmoid_bce(logits, labels, weights), expected, rtol=1e-5)
+
+
+def test_positive_weights_balance_each_label():
+    labels = np.zeros((10, 3), np.uint8)
+    labels[:2, 0] = 1  # 2 positives, 8 negatives
+    labels[:5, 1] = 1
+    np.testing.assert_allclose(positive_weights(labels), [4.0, 1.0, 1.0])
+    np.testing.assert_allclose(positive_weights(labels, max_weight=3.0), [3.0, 1.0, 1.0])
 
 
 # --- one device vs 8 simulated devices ------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def sigmoid_bce(logits: jax.Array, labels: jax.Array,
@@ -20,3 +21,14 @@ def sigmoid_bce(logits: jax.Array, labels: jax.Array,
         positive_term = positive_term * jnp.asarray(pos_weight, jnp.float32)
     negative_term = (1.0 - labels) * jax.nn.softplus(logits)  # -(1 - y) log(1 - sigmoid(x))
     return jnp.mean(positive_term + negative_term, axis=-1)
+
+
+def positive_weights(labels: np.ndarray, max_weight: float = 100.0) -> np.ndarray:
+    """(L,) float32 weights that balance each label's positives against its negatives
+    (negatives / positives, as PyTorch's documentation suggests), from the (N, L) multi-hot
+    training labels; 1 for a label without positives, capped at `max_weight`."""
+    labels = np.asarray(labels) > 0.5
+    positives = labels.sum(0).astype(np.float64)
+    negatives = labels.shape[0] - positives
+    ratio = np.divide(negatives, positives, out=np.ones_like(positives), where=positives > 0)
+    return np.clip(ratio, 0.0, max_weight).astype(np.float32)
