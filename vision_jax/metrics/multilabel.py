@@ -150,6 +150,14 @@ def best_f1_thresholds(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.clip(probabilities, np.float32(1e-7), np.nextafter(np.float32(1), np.float32(0)))
 
 
+def host_array(x) -> np.ndarray:
+    """A batch output as NumPy on this host; a replicated array spanning several processes
+    (eval outputs are replicated) is read from its local copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(jax.device_get(x))
+
+
 class ScoreCollector:
     """Host-side (logits, labels) rows of every real eval example, in arrival order.
 
@@ -162,9 +170,8 @@ class ScoreCollector:
         self._labels: list[np.ndarray] = []
 
     def add(self, logits, labels, mask=None) -> None:
-        logits, labels = np.asarray(jax.device_get(logits)), np.asarray(jax.device_get(labels))
-        keep = (np.ones(len(logits), bool) if mask is None
-                else np.asarray(jax.device_get(mask)) > 0.5)
+        logits, labels = host_array(logits), host_array(labels)
+        keep = np.ones(len(logits), bool) if mask is None else host_array(mask) > 0.5
         self._logits.append(logits[keep].astype(np.float32))
         self._labels.append(labels[keep].astype(np.uint8))
 

@@ -12,8 +12,9 @@ Everything runs once on the host over the collected embeddings of a whole split 
 
 from __future__ import annotations
 
-import jax
 import numpy as np
+
+from vision_jax.metrics.multilabel import host_array
 
 
 def roc_auc(scores: np.ndarray, positives: np.ndarray) -> float:
@@ -141,10 +142,9 @@ class EmbeddingCollector:
         self._identities: list[np.ndarray] = []
 
     def add(self, embeddings, identities, mask=None) -> None:
-        embeddings = np.asarray(jax.device_get(embeddings), np.float32)
-        identities = np.asarray(jax.device_get(identities))
-        keep = (np.ones(len(embeddings), bool) if mask is None
-                else np.asarray(jax.device_get(mask)) > 0.5)
+        embeddings = host_array(embeddings).astype(np.float32)
+        identities = host_array(identities)
+        keep = np.ones(len(embeddings), bool) if mask is None else host_array(mask) > 0.5
         self._embeddings.append(embeddings[keep])
         self._identities.append(identities[keep])
 
