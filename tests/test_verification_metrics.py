@@ -43,6 +43,23 @@ def _clusters(seed: int, identities: int = 6, per_identity: int = 12, noise: flo
     return centres[labels - 7] + noise * rng.normal(size=(len(labels), 16)), labels
 
 
+def test_pair_indices_follow_triu_order():
+    for n in (2, 5, 37):
+        first, second = np.triu_indices(n, k=1)
+        i, j = vm._pair_from_index(np.arange(len(first)), n)
+        assert i.tolist() == first.tolist() and j.tolist() == second.tolist()
+
+
+def test_balanced_pairs_are_distinct_and_balanced():
+    identities = np.repeat(np.arange(30), 3)  # 90 positive pairs, 3,915 negative
+    pairs, same = vm.balanced_pairs(identities, seed=3)
+    assert len(pairs) == 180 and same.sum() == 90
+    assert len({tuple(p) for p in pairs.tolist()}) == 180
+    assert np.array_equal(identities[pairs[:, 0]] == identities[pairs[:, 1]], same)
+    capped, capped_same = vm.balanced_pairs(identities, seed=3, max_pairs=40)
+    assert len(capped) == 40 and capped_same.sum() == 20
+
+
 def test_pair_verification_on_separable_embeddings():
     embeddings, identities = _clusters(3)
     got = vm.pair_verification(embeddings, identities)

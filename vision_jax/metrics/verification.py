@@ -62,24 +62,47 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
+def _pair_from_index(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, of the k-th pair in `np.triu_indices(n, 1)` order, without building it."""
+    k = np.asarray(k, np.float64)
+    i = n - 2 - np.floor(np.sqrt(-8 * k + 4 * n * (n - 1) - 7) / 2 - 0.5)
+    j = k + i + 1 - n * (n - 1) / 2 + (n - i) * (n - i - 1) / 2
+    return i.astype(np.int64), j.astype(np.int64)
+
+
 def balanced_pairs(identities: np.ndarray, seed: int = 0,
                    max_pairs: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs (P, 2) of example indices, same (P,) bool): every positive pair (two examples of
-    one identity, up to max_pairs / 2 drawn at random) and as many random negative pairs, so
-    that accuracy is not won by always answering "different"."""
+    """(pairs (P, 2) of example indices i < j, same (P,) bool), in random order: every
+    positive pair (two examples of one identity; up to max_pairs / 2 of them, drawn at random)
+    and as many distinct random negative pairs, so that accuracy is not won by always
+    answering "different". Memory grows with the pairs kept, not with N^2."""
     identities = np.asarray(identities)
+    n = len(identities)
     rng = np.random.default_rng(seed)
-    first, second = np.triu_indices(len(identities), k=1)
-    same = identities[first] == identities[second]
-    positive, negative = np.flatnonzero(same), np.flatnonzero(~same)
-    count = min(len(positive), len(negative), max_pairs // 2)
+    positives = []
+    for name in np.unique(identities):
+        members = np.flatnonzero(identities == name)
+        a, b = np.triu_indices(len(members), k=1)
+        positives.append(np.stack([members[a], members[b]], -1))
+    positive = np.concatenate(positives) if positives else np.zeros((0, 2), np.int64)
+    total = n * (n - 1) // 2
+    count = min(len(positive), total - len(positive), max_pairs // 2)
     if count == 0:
         raise ValueError("verification needs at least two identities and an identity with two "
                          "examples")
-    chosen = np.r_[rng.choice(positive, count, replace=False),
-                   rng.choice(negative, count, replace=False)]
-    chosen = chosen[rng.permutation(len(chosen))]
-    return np.stack([first[chosen], second[chosen]], -1), same[chosen]
+    positive = positive[np.sort(rng.choice(len(positive), count, replace=False))]
+    # Negatives: distinct pair indices drawn at random, keeping those across identities.
+    negative = np.zeros(0, np.int64)
+    while len(negative) < count:
+        draw = rng.choice(total, min(total, 2 * count + 16), replace=False)
+        i, j = _pair_from_index(draw, n)
+        fresh = draw[identities[i] != identities[j]]
+        negative = np.unique(np.r_[negative, fresh]) if len(negative) else np.unique(fresh)
+    negative = rng.choice(negative, count, replace=False)
+    pairs = np.r_[positive, np.stack(_pair_from_index(negative, n), -1)]
+    same = np.r_[np.ones(count, bool), np.zeros(count, bool)]
+    order = rng.permutation(2 * count)
+    return pairs[order], same[order]
 
 
 def pair_verification(embeddings: np.ndarray, identities: np.ndarray,
