@@ -1,6 +1,7 @@
 """The metric-learning losses against brute-force references, and semi-hard mining over the
 whole global batch: the same loss on one device and on 8 simulated devices (jit with the batch
-sharded over a mesh, and shard_map with the embeddings gathered)."""
+sharded over a mesh, and shard_map with the embeddings gathered), and the verification task's
+loss and parameter gradient, run as the shard_map strategy runs it, equal to one device's."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from vision_jax.losses.metric_learning import (
     triplet_semihard_loss,
 )
 from vision_jax.losses.multilabel import positive_weights, sigmoid_bce
+from vision_jax.tasks.verification import VerificationTask
 
 
 def _batch(seed: int, size: int = 32, dim: int = 8, identities: int = 5):
@@ -133,6 +135,25 @@ for name, loss in LOSSES.items():
                                    out_specs=P("data")))
     values = np.asarray(mapped(*sharded))
     out[name + "/shard_map"] = values.tolist()
+# The verification task as the shard_map strategy runs it: a linear embedding of replicated
+# weights, the loss per device (gathering the global batch), parameter gradients pmean'd.
+from vision_jax.tasks.verification import VerificationTask
+inputs, w = data["inputs"], data["w"]
+for name in LOSSES:
+    task = VerificationTask(loss=name, gather_axes=("data",))
+    def per_device_step(w, inputs, labels):
+        def loss_fn(w):
+            return task.loss(inputs @ w, {"label": labels})
+        w = jax.lax.pcast(w, ("data",), to="varying")
+        (value, sums), grad = jax.value_and_grad(loss_fn, has_aux=True)(w)
+        return (jax.lax.pmean(value, "data"), jax.lax.pmean(grad, "data"),
+                jax.lax.psum(sums, "data"))
+    step = jax.jit(jax.shard_map(per_device_step, mesh=mesh,
+                                 in_specs=(P(), P("data"), P("data")), out_specs=P()))
+    value, grad, sums = step(w, jax.device_put(inputs, rows), jax.device_put(labels, rows))
+    out[name + "/task_value"] = float(value)
+    out[name + "/task_grad"] = np.asarray(grad).tolist()
+    out[name + "/task_sums"] = {k: float(v) for k, v in sums.items()}
 print(json.dumps(out))
 """
 
@@ -140,7 +161,10 @@ print(json.dumps(out))
 def test_semihard_mining_is_global_on_8_devices(tmp_path):
     x, labels = _batch(6, size=64, dim=16, identities=6)
     mask = np.r_[np.ones(60), np.zeros(4)].astype(np.float32)
-    np.savez(tmp_path / "batch.npz", x=x, labels=labels, mask=mask)
+    rng = np.random.default_rng(7)
+    inputs = rng.normal(size=(64, 12)).astype(np.float32)
+    w = rng.normal(size=(12, 16)).astype(np.float32)
+    np.savez(tmp_path / "batch.npz", x=x, labels=labels, mask=mask, inputs=inputs, w=w)
     result = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "batch.npz")],
                             cwd=REPO, env=cpu_env(8), capture_output=True, text=True,
                             timeout=300)
@@ -153,6 +177,14 @@ def test_semihard_mining_is_global_on_8_devices(tmp_path):
         np.testing.assert_allclose(out[f"{name}/jit_grad"], grad, rtol=1e-4, atol=1e-6)
         # Every device mined the whole batch: all eight hold the one-device loss.
         np.testing.assert_allclose(out[f"{name}/shard_map"], [one_device] * 8, rtol=1e-5)
+        # The task under the shard_map strategy: the global loss and its exact gradient.
+        task = VerificationTask(loss=name)
+        (value, sums), grad = jax.value_and_grad(
+            lambda w, task=task: task.loss(inputs @ w, {"label": labels}), has_aux=True)(w)
+        assert out[f"{name}/task_value"] == pytest.approx(float(value), rel=1e-5)
+        np.testing.assert_allclose(out[f"{name}/task_grad"], grad, rtol=1e-4, atol=1e-6)
+        assert out[f"{name}/task_sums"]["count"] == 64
+        assert out[f"{name}/task_sums"]["loss"] == pytest.approx(float(sums["loss"]), rel=1e-5)
     # Per-device mining would give another loss: the test can tell the two apart.
     local = np.mean([float(triplet_semihard_loss(x[i:i + 8], labels[i:i + 8], mask=mask[i:i + 8]))
                      for i in range(0, 64, 8)])

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
-from vision_jax.losses.metric_learning import LOSSES
+from vision_jax.losses.metric_learning import LOSSES, gather_batch
 from vision_jax.metrics import verification as vm
 from vision_jax.tasks.base import SumAccumulator
 
@@ -53,30 +53,42 @@ class VerificationTask:
     """Loss and held-out-identity evaluation of an L2-normalised embedding."""
 
     def __init__(self, loss: str = "triplet", margin: float | None = None,
-                 validation_fraction: float = 0.5, seed: int = 0):
+                 validation_fraction: float = 0.5, seed: int = 0,
+                 gather_axes: tuple[str, ...] | None = None):
+        """`gather_axes`: the mesh's batch axes when the steps run per device (`shard_map`
+        strategy); the loss then gathers the embeddings of the whole global batch first.
+        Under plain `jit` (None) the batch the loss sees is already the global one."""
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}")
         self.loss_name = loss
         self.margin = DEFAULT_MARGINS[loss] if margin is None else float(margin)
         self.validation_fraction = validation_fraction
         self.seed = seed
+        self.gather_axes = tuple(gather_axes) if gather_axes else None
 
     # -- inside jit --------------------------------------------------------------------------
 
-    def _loss(self, outputs, labels, mask=None):
+    def _global_loss(self, outputs, labels, mask=None):
+        """The loss of the global batch. Per device, every device computes this same value;
+        the transpose of the gather sums their gradients, which the strategy's `pmean` of
+        parameter gradients turns back into exactly the gradient of the global loss."""
+        if mask is None:
+            mask = jnp.ones(labels.shape[:1], jnp.float32)
+        if self.gather_axes:
+            outputs, labels, mask = gather_batch((outputs, labels, mask), self.gather_axes)
         return LOSSES[self.loss_name](l2_normalize(outputs), labels, self.margin, mask)
 
     def loss(self, outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
-        """The loss of the whole (global) batch; the sums weight it by the batch size so that
-        their mean over steps is the mean loss."""
-        value = self._loss(outputs, batch["label"])
+        """The loss of the whole global batch; the sums weight it by this device's example
+        count, so that summed over devices and steps their mean is the mean loss."""
+        value = self._global_loss(outputs, batch["label"])
         count = jnp.asarray(batch["label"].shape[0], jnp.float32)
         return value, {"loss": value * count, "count": count}
 
     def eval_outputs(self, outputs: jax.Array, batch: dict) -> dict:
         mask = batch["mask"]
         count = jnp.sum(mask.astype(jnp.float32))
-        value = self._loss(outputs, batch["label"], mask)
+        value = self._global_loss(outputs, batch["label"], mask)
         return {"sums": {"loss": value * count, "count": count},
                 "embeddings": l2_normalize(outputs), "labels": batch["label"], "mask": mask}
 
