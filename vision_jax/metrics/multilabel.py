@@ -225,7 +225,8 @@ def format_multilabel_report(report: dict, digits: int = 3) -> str:
     headers = ("precision", "recall", "f1-score", "AP", "threshold", "support")
     averages = ("macro avg", "micro avg")
     names = [k for k, v in report.items() if isinstance(v, dict) and k not in averages]
-    width = max([len(n) for n in names] + [len("micro avg")])
+    totals = ("mAP", "subset_accuracy", "hamming_loss", "examples")
+    width = max([len(n) for n in names] + [len(t) for t in totals])
 
     def row(name: str, entry: dict) -> str:
         cells = [entry["precision"], entry["recall"], entry["f1-score"],
@@ -235,7 +236,8 @@ def format_multilabel_report(report: dict, digits: int = 3) -> str:
 
     text = f"{'':>{width}} " + "".join(f" {h:>9}" for h in headers) + "\n\n"
     text += "".join(row(n, report[n]) for n in names) + "\n"
-    text += "".join(row(n, report[n]) for n in averages)
-    text += "\n" + "".join(f"{key:>{width}}  {report[key]:.{digits}f}\n"
-                           for key in ("mAP", "subset_accuracy", "hamming_loss"))
+    # The macro average of the per-label APs is the mAP.
+    text += row("macro avg", {**report["macro avg"], "average_precision": report["mAP"]})
+    text += row("micro avg", report["micro avg"])
+    text += "\n" + "".join(f"{key:>{width}}  {report[key]:.{digits}f}\n" for key in totals[:3])
     return text + f"{'examples':>{width}}  {report['examples']}\n"
