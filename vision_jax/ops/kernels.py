@@ -18,8 +18,6 @@ import jax
 
 from vision_jax.registry import Registry
 
-OPS = ("conv2d", "max_pool", "avg_pool")
-
 
 @dataclasses.dataclass(frozen=True)
 class Kernel:
