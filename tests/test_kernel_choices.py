@@ -28,7 +28,7 @@ def kernels_json(tmp_path):
     path = tmp_path / "kernels.json"
     kernel_choices.record_kernel_choices(path)
     yield path
-    kernel_choices.record_kernel_choices(tmp_path / "unused.json", write=False)
+    kernel_choices.stop_recording()
 
 
 def test_choices_are_written_when_a_trace_ends_with_layer_names(kernels_json):
@@ -71,6 +71,15 @@ def test_only_the_writing_process_writes(tmp_path):
     jax.jit(lambda a: ops.max_pool(a, (2, 2)))(jnp.ones((1, 4, 4, 1)))
     assert not path.exists()
     assert [entry["op"] for entry in kernel_choices.recorded()] == ["max_pool"]
+    kernel_choices.stop_recording()
+
+
+def test_nothing_is_recorded_after_the_run_stops_recording(kernels_json):
+    jax.jit(lambda a: ops.max_pool(a, (2, 2)))(jnp.ones((1, 4, 4, 1)))
+    kernel_choices.stop_recording()
+    written = kernels_json.read_text()
+    jax.jit(lambda a: ops.max_pool(a, (2, 2)))(jnp.ones((2, 4, 4, 1)))
+    assert kernel_choices.recorded() == [] and kernels_json.read_text() == written
 
 
 def test_the_shipped_table_is_package_data_and_has_cpu_conv_records():

@@ -7,7 +7,7 @@ land in ``path`` (``kernels.json``): one entry per (layer, op, signature) with t
 ``impl`` and its ``source`` (``"table"``: the measured table; ``"default"``: the built-in
 rule). The file is rewritten after each traced program that made new choices (JAX reports
 the end of every trace), so initialisation, the train step and the eval step each add
-theirs, and a run killed later still leaves it.
+theirs, and a run killed later still leaves it; ``stop_recording()`` ends the recording.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def record_kernel_choices(path: str | os.PathLike, *, write: bool = True) -> Non
     if not _listening:
         jax.monitoring.register_event_duration_secs_listener(_on_event)
         _listening = True
+
+
+def stop_recording() -> None:
+    """Writes what is pending and records nothing more (the end of a run: a later run in the
+    same process must not add its choices to this one's file)."""
+    global _recorder
+    flush()
+    _recorder = None
 
 
 def recorded() -> list[dict[str, Any]]:

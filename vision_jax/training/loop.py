@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 
 from vision_jax import data as data_lib
 from vision_jax import tasks
-from vision_jax.ops.kernel_choices import record_kernel_choices
+from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
 from vision_jax.parallel import mesh as mesh_lib
 from vision_jax.parallel import sharding_rules
 from vision_jax.training import optimizer as optimizer_lib
@@ -257,6 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             _plot_curves(workdir)
         return _prefixed(exp.task.summarize(final), "eval")
     finally:
+        stop_recording()
         stop.restore()
         progress.close()
         exp.checkpointer.close()
