@@ -1,4 +1,5 @@
-"""The outputs of ``benchmarks.kernels``: JSON, a markdown table, a PNG chart, the auto table.
+"""The outputs of ``benchmarks.kernels``: JSON, a markdown table, a PNG chart, the auto table
+(the one shipped in the package unless told another).
 
 ``rows`` are benchmark records (``records.RECORD_FIELDS``) plus the ``layer`` they were
 measured on; the JSON keeps the records in the exact schema and maps each (op, shape) to its
@@ -14,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import PASSES, RECORD_FIELDS, markdown_table
-from vision_jax.ops import conv_auto, pool_auto
+from vision_jax.ops import auto_table, conv_auto
 
 
 def write_all(out: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]],
-              unsupported: Sequence[dict[str, str]], failures: Sequence[dict[str, str]]
-              ) -> dict[str, Any]:
-    """Writes ``kernels_<backend>.{json,md,png}`` and merges ``auto_table.json`` under ``out``;
-    returns the JSON document."""
+              unsupported: Sequence[dict[str, str]], failures: Sequence[dict[str, str]],
+              table: Path) -> dict[str, Any]:
+    """Writes ``kernels_<backend>.{json,md,png}`` under ``out`` and merges the winners into the
+    auto table at ``table``; returns the JSON document."""
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"kernels_{meta['backend']}"
     document = {
@@ -35,7 +36,7 @@ def write_all(out: Path, meta: dict[str, Any], rows: Sequence[dict[str, Any]],
     stem.with_suffix(".json").write_text(json.dumps(document, indent=1) + "\n")
     stem.with_suffix(".md").write_text(markdown(meta, rows, unsupported, failures))
     write_chart(stem.with_suffix(".png"), meta, rows)
-    merge_auto_table(out / "auto_table.json", auto_records(rows))
+    merge_auto_table(table, auto_records(rows))
     return document
 
 
@@ -64,7 +65,7 @@ def merge_auto_table(path: Path, records: Sequence[dict[str, Any]]) -> None:
         return record.get("backend"), record.get("op", "conv2d"), record.get("signature")
 
     fresh = {key(r) for r in records}
-    kept = [r for r in pool_auto.read_records(path) if key(r) not in fresh]
+    kept = [r for r in auto_table.read_records(path) if key(r) not in fresh]
     conv_auto.write_auto_table([*kept, *records], path)
 
 

@@ -1,6 +1,7 @@
 """Times every convolution and pooling implementation against ``lax`` on real layer shapes.
 
     python -m benchmarks.kernels [--quick] [--dtype f32,bf16] [--out benchmarks/results]
+        [--table vision_jax/ops/auto_table.json]
 
 For each layer of ``kernel_cases`` (MNIST convnet, VGG-16, ResNet-50, U-Net), each op
 (``conv2d``; ``max_pool`` and ``avg_pool``), each dtype and each implementation in the op's
@@ -12,9 +13,9 @@ is listed as unsupported, one that errors or disagrees as failed, and neither is
 
 Writes ``<out>/kernels_<backend>.json`` (records in the DESIGN.md schema), ``.md`` (a table
 with each kernel's fraction of the machine's f32 matmul peak), ``.png`` (speed-ups vs lax)
-and merges the fastest forward+backward implementation per shape into
-``<out>/auto_table.json`` (format: ``vision_jax.ops.conv_auto``, pooling records in
-``vision_jax.ops.pool_auto``).
+and merges the fastest forward+backward implementation per shape into the auto table that
+ships in the package, ``vision_jax/ops/auto_table.json`` (``--table`` to write elsewhere;
+format: ``vision_jax.ops.auto_table``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from benchmarks import kernel_report
 from benchmarks.kernel_cases import FULL_CASES, QUICK_CASES, Case, ConvCase
 from benchmarks.records import PASSES, make_record
 from benchmarks.timing import compile_jitted, device_info, matmul_peak_gflops, median_time
+from vision_jax.ops import auto_table
 
 DTYPES = {"f32": jnp.float32, "float32": jnp.float32, "bf16": jnp.bfloat16,
           "bfloat16": jnp.bfloat16}
@@ -46,13 +48,10 @@ FWD_BWD_FLOP_FACTOR = {"conv2d": 3, "max_pool": 2, "avg_pool": 2}
 
 
 def implementations(op: str) -> dict[str, Callable[..., jax.Array]]:
-    """The op's registry (``lax`` first), with the Pallas kernels where the backend has them."""
-    from vision_jax.ops import conv, pallas, pool
+    """The op's implementations on this backend (``lax`` first; Pallas where it compiles)."""
+    from vision_jax.ops import kernels
 
-    pallas.register_implementations()
-    registry = {"conv2d": conv.IMPLEMENTATIONS, "max_pool": pool.MAX_POOL_IMPLEMENTATIONS,
-                "avg_pool": pool.AVG_POOL_IMPLEMENTATIONS}[op]
-    return {"lax": registry["lax"], **{k: v for k, v in registry.items() if k != "lax"}}
+    return kernels.implementations(op)
 
 
 def _inputs(case: Case, dtype: Any) -> tuple[jax.Array, ...]:
@@ -173,7 +172,8 @@ def _one_line(error: BaseException) -> str:
     return text[0][:300] if text else type(error).__name__
 
 
-def run(cases: Sequence[Case], dtypes: Sequence[Any], quick: bool, out: Path) -> dict[str, Any]:
+def run(cases: Sequence[Case], dtypes: Sequence[Any], quick: bool, out: Path,
+        table: Path | None = None) -> dict[str, Any]:
     """Runs the suite and writes the reports; returns the JSON document it wrote."""
     start = time.perf_counter()
     info = device_info()
@@ -187,7 +187,8 @@ def run(cases: Sequence[Case], dtypes: Sequence[Any], quick: bool, out: Path) ->
     meta = {**info, "matmul_peak_gflops": peak, "quick": quick,
             "dtypes": [jnp.dtype(d).name for d in dtypes],
             "wall_s": time.perf_counter() - start}
-    return kernel_report.write_all(out, meta, runner.rows, runner.unsupported, runner.failures)
+    return kernel_report.write_all(out, meta, runner.rows, runner.unsupported, runner.failures,
+                                   table or auto_table.source_path())
 
 
 def parse_dtypes(text: str) -> list[Any]:
@@ -208,9 +209,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="comma list of f32, bf16 (default: both; f32 with --quick)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                         help="output folder (default: benchmarks/results)")
+    parser.add_argument("--table", type=Path, default=None,
+                        help="auto table to merge the winners into (default: the one shipped "
+                             "in the package, vision_jax/ops/auto_table.json)")
     args = parser.parse_args(argv)
     dtypes = args.dtype or parse_dtypes("f32" if args.quick else "f32,bf16")
-    document = run(QUICK_CASES if args.quick else FULL_CASES, dtypes, args.quick, args.out)
+    document = run(QUICK_CASES if args.quick else FULL_CASES, dtypes, args.quick, args.out,
+                   args.table)
     print(f"{len(document['records'])} records, {len(document['unsupported'])} unsupported, "
           f"{len(document['failures'])} failed in {document['meta']['wall_s']:.0f} s -> "
           f"{args.out}")

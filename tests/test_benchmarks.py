@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import records, timing
-from vision_jax.ops import conv_auto, pool_auto
+from vision_jax.ops import auto_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("kernels")
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.kernels", "--quick", "--dtype", "f32", "--out",
-         str(out)],
+         str(out), "--table", str(out / "auto_table.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -89,7 +89,7 @@ def test_quick_run_writes_markdown_png_and_auto_table(quick_run):
     assert "| layer | op | shape | dtype | pass | impl |" in markdown
     assert "mnist.pool1" in markdown and "matmul peak" in markdown
     assert (out / "kernels_cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = pool_auto.read_records(out / "auto_table.json")
+    table = auto_table.read_records(out / "auto_table.json")
     assert {"conv2d", "max_pool", "avg_pool"} <= {r["op"] for r in table}
     assert all(r["backend"] == "cpu" for r in table)
     pool_records = [r for r in table if r["op"] != "conv2d"]
@@ -98,5 +98,7 @@ def test_quick_run_writes_markdown_png_and_auto_table(quick_run):
     winners = {r["best_impl"] for r in pool_records
                if r["op"] == "max_pool" and "window=2x2" in r["signature"]}
     assert winners and winners <= {"reshape", "strided"}
-    # The convolution engineer's reader accepts the file.
-    assert conv_auto.load_auto_table(out / "auto_table.json")
+    # The readers auto uses accept the file.
+    conv = next(r for r in table if r["op"] == "conv2d")
+    assert auto_table.choice("cpu", "conv2d", conv["signature"], out / "auto_table.json") == (
+        conv["best_impl"])

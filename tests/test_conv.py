@@ -12,17 +12,18 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from vision_jax.ops import auto_table, conv_auto, conv_chunking, kernels
 from vision_jax.ops import conv as conv_module
-from vision_jax.ops import conv_auto, conv_chunking
-from vision_jax.ops.conv import IMPLEMENTATIONS, conv2d, conv2d_lax, separable_conv2d
-from vision_jax.ops.conv_auto import (
-    choose_conv_impl,
-    conv_signature,
-    load_auto_table,
-    write_auto_table,
-)
+from vision_jax.ops.conv import conv2d, conv2d_lax, separable_conv2d
+from vision_jax.ops.conv_auto import auto_conv_choice, conv_signature, write_auto_table
 from vision_jax.ops.conv_chunking import batch_chunk, map_batch_chunks, scan_batch_chunks
 from vision_jax.ops.conv_geometry import conv_output_size
+
+IMPLEMENTATIONS = kernels.implementations("conv2d")
+
+
+def choose_conv_impl(*args, **kwargs) -> str:
+    return auto_conv_choice(*args, **kwargs)[0]
 
 OURS = [name for name in IMPLEMENTATIONS if name != "lax"]
 GENERAL = ["im2col", "shifted_sum"]  # every stride / padding / dilation / groups
@@ -521,14 +522,14 @@ def test_auto_table_round_trip_and_lookup(tmp_path):
             # Winograd cannot run a 5x5 kernel: the entry must be ignored, not obeyed.
             {"backend": "cpu", "op": "conv2d", "best_impl": "winograd",
              "signature": conv_signature((8, 32, 32, 16), (5, 5, 16, 32))},
-            {"backend": "cpu", "op": "max_pool", "best_impl": "whatever", "shape": "x"},
+            {"backend": "cpu", "op": "max_pool", "best_impl": "whatever", "signature": "x"},
         ],
         path,
     )
     records = json.loads(path.read_text())
     assert records[0]["signature"] == "x=8x32x32x16,k=3x3x16x32,s=1x1,d=1x1,g=1"
     assert records[0]["median_s"] == 0.01  # extra fields are kept
-    assert len(load_auto_table(path)) == 3
+    assert len(auto_table.read_records(path)) == 4
     choose = lambda kernel, backend: choose_conv_impl(  # noqa: E731
         (8, 32, 32, 16), kernel, (1, 1), (1, 1), 1, backend, table_path=path)
     assert choose((3, 3, 16, 32), "cpu") == "shifted_sum"
@@ -568,7 +569,7 @@ def test_auto_reads_the_table_at_trace_time(tmp_path, monkeypatch):
     """conv2d(impl='auto') follows the table: a 'lax' entry puts a conv primitive in the jaxpr."""
     x, kernel = jnp.zeros((2, 6, 6, 3)), jnp.zeros((3, 3, 3, 4))
     path = tmp_path / "auto_table.json"
-    monkeypatch.setattr(conv_auto, "AUTO_TABLE_PATH", path)
+    monkeypatch.setattr(auto_table, "TABLE", path)
     backend = jax.default_backend()
     for best in ("lax", "shifted_sum"):
         write_auto_table([{"backend": backend, "op": "conv2d", "best_impl": best,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from vision_jax.ops import conv, pallas, pool
+from vision_jax.ops import kernels, pallas, pool
 
 
 def normal(shape, seed, dtype=jnp.float32):
@@ -97,10 +97,12 @@ def test_max_pool_rejects_overlapping_windows():
 
 
 def test_registered_only_where_the_backend_compiles_them():
-    registered = pallas.register_implementations()
+    for backend in ("cpu", "gpu", "tpu"):
+        assert ("pallas" in kernels.implementations("conv2d", backend)) == (backend == "gpu")
+        assert ("pallas" in kernels.implementations("max_pool", backend)) == (backend == "gpu")
+        assert "pallas" not in kernels.implementations("avg_pool", backend)
+    registered = "pallas" in kernels.implementations("max_pool")
     assert registered == (jax.default_backend() == "gpu")
-    assert ("pallas" in conv.IMPLEMENTATIONS) == registered
-    assert ("pallas" in pool.MAX_POOL_IMPLEMENTATIONS) == registered
     if not registered:
         with pytest.raises(ValueError, match="unknown impl 'pallas'"):
             pool.max_pool(jnp.zeros((1, 4, 4, 1)), (2, 2), impl="pallas")

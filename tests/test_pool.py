@@ -14,8 +14,12 @@ from hypothesis import strategies as st
 from jax import lax
 
 from vision_jax import ops
-from vision_jax.ops import pool, pool_auto
+from vision_jax.ops import auto_table, kernels, pool_auto
 from vision_jax.ops.pool_geometry import pool_geometry
+
+
+def choose_pool_impl(*args, **kwargs) -> str:
+    return pool_auto.auto_pool_choice(*args, **kwargs)[0]
 
 IMPLS = ("lax", "reshape", "strided")
 
@@ -248,8 +252,8 @@ def test_avg_pool_rejects_integer_input():
 def test_auto_on_cpu_follows_the_measured_rule(x_shape, window, strides, padding, impl):
     assert jax.default_backend() == "cpu"
     geom = pool_geometry(x_shape, window, strides=strides, padding=padding)
-    available = pool.MAX_POOL_IMPLEMENTATIONS
-    assert pool_auto.choose_pool_impl("max_pool", geom, jnp.float32, available) == impl
+    available = kernels.implementations("max_pool")
+    assert choose_pool_impl("max_pool", geom, jnp.float32, available) == impl
 
 
 def test_auto_on_an_accelerator_follows_the_table_and_defaults_to_lax(tmp_path):
@@ -261,10 +265,10 @@ def test_auto_on_an_accelerator_follows_the_table_and_defaults_to_lax(tmp_path):
         {"backend": "gpu", "op": "max_pool", "signature": signature, "best_impl": "reshape"},
         {"backend": "gpu", "op": "conv2d", "signature": "x=...", "best_impl": "lax"},
     ]))
-    available = pool.MAX_POOL_IMPLEMENTATIONS
+    available = kernels.implementations("max_pool")
 
     def choose(backend, dtype=jnp.float32, op="max_pool"):
-        return pool_auto.choose_pool_impl(op, geom, dtype, available, backend=backend,
+        return choose_pool_impl(op, geom, dtype, available, backend=backend,
                                           table_path=path)
 
     assert choose("gpu") == "reshape"
@@ -277,4 +281,4 @@ def test_auto_table_that_is_not_a_list_is_reported(tmp_path):
     path = tmp_path / "auto_table.json"
     path.write_text(json.dumps({"entries": []}))
     with pytest.raises(ValueError, match="expected a JSON list of records"):
-        pool_auto.table_choice("gpu", "max_pool", "x", path)
+        auto_table.choice("gpu", "max_pool", "x", path)

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix
 
 from vision_jax.data.builtin import shapes_detection, shapes_scenes, shapes_segmentation
-from vision_jax.data.registry import get_builtin
+from vision_jax.data.registry import BUILTINS
 
 SEEDS = range(12)
 
@@ -210,8 +210,8 @@ _CAPPED_EXAMPLES = 40
 
 
 def test_builders_are_registered_as_builtin_datasets():
-    assert get_builtin("shapes_segmentation") is shapes_segmentation.ShapesSegmentation
-    assert get_builtin("shapes_detection") is shapes_detection.ShapesDetection
+    assert BUILTINS.get("shapes_segmentation") is shapes_segmentation.ShapesSegmentation
+    assert BUILTINS.get("shapes_detection") is shapes_detection.ShapesDetection
 
 
 def _build_capped(builder_class, data_dir) -> tfds.core.DatasetBuilder:

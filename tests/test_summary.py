@@ -142,10 +142,15 @@ class _GroupedNet(nn.Module):
         return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
 
-def test_grouped_conv_macs(monkeypatch):
-    models.names()  # import the families first, then add the test model
-    monkeypatch.setitem(models._REGISTRY, "_grouped_test_net", _GroupedNet)
-    summary = summarize("_grouped_test_net", num_classes=5, image_size=20, channels=8)
+@pytest.fixture
+def grouped_test_net():
+    models.register("_grouped_test_net", _GroupedNet)
+    yield "_grouped_test_net"
+    models.MODELS.remove("_grouped_test_net")
+
+
+def test_grouped_conv_macs(grouped_test_net):
+    summary = summarize(grouped_test_net, num_classes=5, image_size=20, channels=8)
     # out 10x10, 3x3 kernel, c_in/groups = 8/4 = 2, c_out = 32; then dense 32 -> 5.
     assert summary["macs"] == 10 * 10 * 3 * 3 * (8 // 4) * 32 + 32 * 5
     assert summary["params"] == 3 * 3 * 2 * 32 + 32 + 32 * 5 + 5

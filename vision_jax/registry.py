@@ -62,6 +62,10 @@ class Registry(Generic[T]):
         self._entries[name] = obj
         return obj
 
+    def remove(self, name: str) -> None:
+        """Takes ``name`` out again (a test's temporary entry); a missing name is a no-op."""
+        self._entries.pop(name, None)
+
     def add_modules(self, *modules: str) -> None:
         """More modules to import before the next lookup (e.g. a plug-in's)."""
         self._modules.extend(modules)

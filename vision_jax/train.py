@@ -10,6 +10,9 @@ Running the same command again resumes from the workdir's latest checkpoint.
 from __future__ import annotations
 
 import json
+import os
+import sys
+from collections.abc import Sequence
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -36,7 +39,24 @@ def main(argv: list[str]) -> None:
     print(json.dumps(metrics))
 
 
+def put_config_repository_on_path(argv: Sequence[str]) -> None:
+    """Puts the folder holding the config file's ``configs/`` package on ``sys.path``, so a
+    config may ``from configs import common`` whatever the working directory (an installed
+    wheel ships no ``configs``)."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--config" and index + 1 < len(argv):
+            value = argv[index + 1]
+        else:
+            continue
+        folder = os.path.dirname(os.path.abspath(value.split(":", 1)[0]))
+        if os.path.basename(folder) == "configs" and os.path.dirname(folder) not in sys.path:
+            sys.path.insert(0, os.path.dirname(folder))
+
+
 if __name__ == "__main__":
     from vision_jax.cli import parse_flags
 
+    put_config_repository_on_path(sys.argv)
     app.run(main, flags_parser=parse_flags)

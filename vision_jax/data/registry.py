@@ -1,7 +1,7 @@
-"""Name -> TFDS builder class registry for the built-in, offline datasets (`builtin:<name>`).
+"""`BUILTINS`: the built-in, offline datasets (`builtin:<name>`), name -> TFDS builder class.
 
-A plain dict so that a dataset module registers itself with one call at import
-time, and `vision_jax.data.builtin/__init__.py` stays a list of imports.
+A dataset module registers itself with one `register_builtin(name, cls)` call at import time;
+the modules of `vision_jax.data.builtin` are imported the first time a name is looked up.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import inspect
 import tensorflow_datasets as tfds
 from etils import epath
 
-_BUILTIN_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {}
+from vision_jax.registry import Registry
+
+BUILTINS: Registry[type[tfds.core.GeneratorBasedBuilder]] = Registry(
+    "built-in dataset", field="config.dataset", modules=["vision_jax.data.builtin"])
 
 
 def register_builtin(name: str, builder_class: type[tfds.core.GeneratorBasedBuilder]) -> None:
@@ -26,30 +29,18 @@ def register_builtin(name: str, builder_class: type[tfds.core.GeneratorBasedBuil
         raise TypeError(
             f"register_builtin({name!r}, ...): builder_class must be a "
             f"tfds.core.GeneratorBasedBuilder subclass, got {builder_class!r}")
-    existing = _BUILTIN_BUILDERS.get(name)
-    if existing is not None and existing is not builder_class:
-        raise ValueError(
-            f"register_builtin: name {name!r} is already taken by {existing.__qualname__}; "
-            "pick another name")
     if "code_path" not in vars(builder_class):
         # TFDS finds a builder's source file through `importlib_resources`, a package it
         # only depends on for Python < 3.9, so preparing fails on 3.11 without this.
         builder_class.code_path = epath.Path(inspect.getfile(builder_class))
-    _BUILTIN_BUILDERS[name] = builder_class
+    try:
+        BUILTINS.register(name, builder_class)
+    except ValueError:
+        raise ValueError(
+            f"register_builtin: name {name!r} is already taken by "
+            f"{BUILTINS.get(name).__qualname__}; pick another name") from None
 
 
 def builtin_names() -> list[str]:
-    """Sorted names usable as `builtin:<name>` (after `vision_jax.data.builtin` is imported)."""
-    _import_builtins()
-    return sorted(_BUILTIN_BUILDERS)
-
-
-def get_builtin(name: str) -> type[tfds.core.GeneratorBasedBuilder] | None:
-    """The builder class registered as `name`, or None."""
-    _import_builtins()
-    return _BUILTIN_BUILDERS.get(name)
-
-
-def _import_builtins() -> None:
-    # Imported lazily: the dataset modules import this one to register themselves.
-    import vision_jax.data.builtin  # noqa: F401
+    """Sorted names usable as `builtin:<name>`."""
+    return BUILTINS.names()

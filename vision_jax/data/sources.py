@@ -1,4 +1,4 @@
-"""Random-access data sources named by a string: `builtin:`, `tfds:` and `folder:`.
+"""Random-access data sources named by a string: `builtin:`, `tfds:`, `folder:`, ...
 
 `open_source(dataset, split)` returns a source (``len`` + ``__getitem__``) of
 records ``{"image": uint8 HWC ndarray, "label": int, ...}``, decoded lazily per
@@ -11,7 +11,11 @@ record, plus a `DatasetInfo`. Dataset strings:
 - ``segmentation_folder:<path>`` — `images/` + `annotations/` masks, e.g. the Oxford-IIIT
   Pet layout (see `vision_jax.data.segmentation`);
 - ``folder:<path>`` — class-per-subfolder images (see `vision_jax.data.folder`);
-  a relative path resolves against `data_dir` when one is given.
+  a relative path resolves against `data_dir` when one is given;
+- ``coco:<path>`` — COCO-format JSON + images (see `vision_jax.data.detection`).
+
+Each scheme is an opener in the `SCHEMES` registry, ``open(rest, splits, data_dir,
+channels) -> (sources, info)``; a plug-in adds one with ``@SCHEMES.register("name")``.
 
 `validate_dataset` runs every check `open_source` does for a set of splits, so a
 trainer can fail with a one-line message before it compiles anything.
@@ -25,27 +29,24 @@ import fcntl
 import importlib
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data import folder as folder_lib
-from vision_jax.data.registry import builtin_names, get_builtin, register_builtin
+from vision_jax.data.registry import BUILTINS, builtin_names, register_builtin
+from vision_jax.registry import Registry
 
 __all__ = [
-    "DatasetInfo", "DataSource", "builtin_names", "open_source", "open_splits", "parse_dataset",
-    "prepare_builtin", "register_builtin", "validate_dataset",
+    "SCHEMES", "DatasetInfo", "DataSource", "builtin_names", "open_source", "open_splits",
+    "parse_dataset", "prepare_builtin", "register_builtin", "validate_dataset",
 ]
 
-SCHEMES = ("builtin", "tfds", "folder")
-# Schemes served by other modules, imported on first use: scheme -> (module, function), where
-# function(rest, splits, data_dir, channels) returns (sources, info) as `open_splits` does.
-PLUGIN_SCHEMES = {
-    "segmentation_folder": ("vision_jax.data.segmentation", "open_segmentation_folder"),
-    "coco": ("vision_jax.data.detection", "open_coco"),  # COCO-format JSON + images
-}
+# scheme -> opener(rest, splits, data_dir, channels) -> (sources, info), as `open_splits`.
+Opener = Callable[..., tuple[dict[str, "DataSource"], "DatasetInfo"]]
+SCHEMES: Registry[Opener] = Registry("dataset scheme", field="config.dataset")
 # TFDS split syntax: "train", "train[:90%]", "train+validation"; we check the base names.
 _SPLIT_PART = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*(\[.*\])?\s*$")
 
@@ -78,11 +79,11 @@ class DatasetInfo:
 def parse_dataset(dataset: str) -> tuple[str, str]:
     """Splits ``"<scheme>:<rest>"``; raises a one-line error naming `config.dataset`."""
     scheme, sep, rest = dataset.partition(":")
-    if not sep or scheme not in (*SCHEMES, *PLUGIN_SCHEMES) or not rest:
+    if not sep or scheme not in SCHEMES or not rest:
         raise ValueError(
             f"config.dataset={dataset!r} is not a dataset string; use one of "
             f"builtin:<name> (names: {', '.join(builtin_names())}), tfds:<name>[:version], "
-            "folder:<path>, segmentation_folder:<path>")
+            f"or <scheme>:<path> with a scheme of {', '.join(SCHEMES.names())}")
     return scheme, rest
 
 
@@ -107,11 +108,11 @@ def _exclusive_lock(path: str) -> Iterator[None]:
 
 def prepare_builtin(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The prepared builder of `builtin:<name>`, generating it into `data_dir` if needed."""
-    builder_class = get_builtin(name)
-    if builder_class is None:
+    if name not in BUILTINS:
         raise ValueError(
             f"config.dataset='builtin:{name}' is not a built-in dataset; "
             f"use one of: {', '.join('builtin:' + n for n in builtin_names())}")
+    builder_class = BUILTINS.get(name)
     builder = builder_class(data_dir=data_dir, file_format="array_record")
     if builder.is_prepared():
         return builder
@@ -266,6 +267,49 @@ def _open_folder(path: str, splits: Mapping[str, str], data_dir: str | None,
     return sources, info
 
 
+def _open_tfds_builder(builder: tfds.core.DatasetBuilder, dataset: str,
+                       splits: Mapping[str, str]) -> tuple[dict[str, DataSource], DatasetInfo]:
+    info = _tfds_info(builder, dataset)
+    for field, split in splits.items():
+        _check_split(split, info.split_sizes, field, allow_slices=True)
+    sources = {s: _TfdsRecords(builder.as_data_source(split=s)) for s in splits.values()}
+    return sources, info
+
+
+@SCHEMES.register("builtin")
+def _open_builtin(name: str, splits: Mapping[str, str], data_dir: str | None,
+                  channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
+    del channels  # the builder fixes them
+    return _open_tfds_builder(prepare_builtin(name, data_dir), f"builtin:{name}", splits)
+
+
+@SCHEMES.register("tfds")
+def _open_tfds(name: str, splits: Mapping[str, str], data_dir: str | None,
+               channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
+    del channels  # the prepared dataset fixes them
+    return _open_tfds_builder(_tfds_builder(name, data_dir), f"tfds:{name}", splits)
+
+
+SCHEMES.register("folder", _open_folder)
+
+
+def _served_by(module: str, function: str) -> Opener:
+    """An opener that lives in another module, imported on first use (the segmentation and
+    detection data modules import the pipeline, which imports this module)."""
+
+    def open_lazily(rest, splits, data_dir, channels):
+        opener = getattr(importlib.import_module(module), function)
+        return opener(rest, splits, data_dir, channels)
+
+    open_lazily.__qualname__ = f"{module}.{function}"
+    return open_lazily
+
+
+SCHEMES.register("segmentation_folder",
+                 _served_by("vision_jax.data.segmentation", "open_segmentation_folder"))
+SCHEMES.register("coco", _served_by("vision_jax.data.detection", "open_coco"))
+
+
 def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = None,
                 channels: int | None = None) -> tuple[dict[str, DataSource], DatasetInfo]:
     """Sources for every split in `splits` ({config field: split name}), and the info.
@@ -273,19 +317,7 @@ def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = 
     Checks every split before opening any; errors name the config field.
     """
     scheme, rest = parse_dataset(dataset)
-    data_dir = _data_dir_or_none(data_dir)
-    if scheme == "folder":
-        return _open_folder(rest, splits, data_dir, channels)
-    if scheme in PLUGIN_SCHEMES:
-        module, function = PLUGIN_SCHEMES[scheme]
-        return getattr(importlib.import_module(module), function)(rest, splits, data_dir, channels)
-    builder = prepare_builtin(rest, data_dir) if scheme == "builtin" else _tfds_builder(
-        rest, data_dir)
-    info = _tfds_info(builder, dataset)
-    for field, split in splits.items():
-        _check_split(split, info.split_sizes, field, allow_slices=True)
-    sources = {s: _TfdsRecords(builder.as_data_source(split=s)) for s in splits.values()}
-    return sources, info
+    return SCHEMES.get(scheme)(rest, splits, _data_dir_or_none(data_dir), channels)
 
 
 def open_source(

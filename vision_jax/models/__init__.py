@@ -1,7 +1,10 @@
-"""Model registry: models are chosen by name in the config.
+"""Model registry: models are chosen by name in the config (``config.model_name``).
 
 Each model is a ``flax.linen.Module`` taking NHWC images and called as
-``model.apply(variables, images, train=bool, rngs=...)``.
+``model.apply(variables, images, train=bool, rngs=...)``. A family module registers its
+constructors with ``register(name, constructor)`` (or ``@MODELS.register(name)``); the
+family modules listed in ``MODELS`` are imported the first time a name is looked up, so
+``import vision_jax.models`` stays cheap. Adding a family: write the module, list it below.
 """
 
 from __future__ import annotations
@@ -11,29 +14,27 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from vision_jax.registry import Registry
+
+_FAMILIES = ("seed_cnn", "vgg", "resnet", "yolo", "unet")
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "model", field="config.model_name", modules=[f"vision_jax.models.{f}" for f in _FAMILIES])
 
 
-def register(name: str, constructor: Callable[..., nn.Module]) -> None:
-    """Adds ``constructor`` under ``name``; names are unique."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = constructor
+def register(name: str, constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Adds ``constructor`` under ``name``; a name holds one constructor."""
+    return MODELS.register(name, constructor)
 
 
 def names() -> list[str]:
     """All registered model names, sorted."""
-    _import_families()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def create(name: str, **kwargs) -> nn.Module:
-    """Builds the model registered as ``name`` with ``kwargs`` (num_classes, dtype, ...)."""
-    _import_families()
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"unknown model {name!r}: set config.model_name to one of {known}")
-    constructor = _REGISTRY[name]
+    """Builds the model registered as ``name`` with ``kwargs`` (num_classes, dtype, ...);
+    an unknown name is a `ConfigError` naming config.model_name with the closest name."""
+    constructor = MODELS.get(name)
     _check_arguments(name, constructor, kwargs)
     return constructor(**kwargs)
 
@@ -54,16 +55,3 @@ def _check_arguments(name: str, constructor: Callable[..., nn.Module], kwargs: d
                                  inspect.Parameter.KEYWORD_ONLY)]
     if missing:
         raise TypeError(f"model {name!r} needs argument(s) {', '.join(missing)}")
-
-
-def _import_families() -> None:
-    # Importing a family module registers its names; deferred so that
-    # `import vision_jax.models` stays cheap.
-    import importlib
-
-    for module in _FAMILIES:
-        importlib.import_module(f"vision_jax.models.{module}")
-
-
-# Modules under vision_jax/models/ that call `register` when imported.
-_FAMILIES: list[str] = ["seed_cnn", "vgg", "resnet", "yolo", "unet"]

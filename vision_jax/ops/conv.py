@@ -17,62 +17,41 @@ Unsupported arguments raise a ``ValueError`` naming the implementation and the a
 On CPU the matmul implementations run over cache-sized batch chunks / row bands
 (``conv_chunking.py``); shape checks and padding arithmetic live in ``conv_geometry.py``.
 
-``impl="auto"`` asks ``conv_auto.choose_conv_impl`` at trace time: a measured per-backend
-table if present, else ``lax`` on GPU/TPU and a measured rule on CPU. Every entry of
-``IMPLEMENTATIONS`` takes the same keyword arguments as ``conv2d_lax`` and is jit-able;
-benchmarks time them through that dict.
+``impl="auto"`` asks ``conv_auto`` at trace time: the measured per-backend table shipped in
+the package if it has the shape, else ``lax`` on GPU/TPU and a measured rule on CPU; the
+choice is recorded for the run's ``kernels.json`` (``kernel_choices``). Implementations
+register themselves in ``kernels.TABLES["conv2d"]`` (``conv_kernel.register_conv``); each
+takes the same keyword arguments as ``conv2d_lax`` and is jit-able; benchmarks and tests
+iterate ``kernels.implementations("conv2d")``. The Pallas kernel registers itself for GPU.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vision_jax.ops.conv_auto import choose_conv_impl
-from vision_jax.ops.conv_fft import conv2d_fft
-from vision_jax.ops.conv_geometry import Padding, conv_geometry
-from vision_jax.ops.conv_im2col import conv2d_im2col
-from vision_jax.ops.conv_shifted_sum import conv2d_shifted_sum
-from vision_jax.ops.conv_winograd import conv2d_winograd
+from vision_jax.ops import kernel_choices, kernels
+from vision_jax.ops.conv_auto import auto_conv_choice, conv_signature
+from vision_jax.ops.conv_geometry import ConvGeometry, Padding, conv_geometry
+from vision_jax.ops.conv_kernel import register_conv
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return tuple(value) if isinstance(value, Sequence) else (value, value)
 
 
-def conv2d_lax(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int] = (1, 1),
-    padding: Padding = "SAME",
-    dilation: Sequence[int] = (1, 1),
-    groups: int = 1,
-) -> jax.Array:
-    """Reference implementation: XLA's convolution."""
-    if not isinstance(padding, str):
-        padding = tuple(tuple(p) for p in padding)
+def _lax_forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=_pair(strides),
-        padding=padding,
-        rhs_dilation=_pair(dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=groups,
+        x, kernel, window_strides=geom.strides, padding=geom.padding,
+        rhs_dilation=geom.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=geom.groups,
     )
 
 
-IMPLEMENTATIONS: dict[str, Callable[..., jax.Array]] = {
-    "lax": conv2d_lax,
-    "im2col": conv2d_im2col,
-    "shifted_sum": conv2d_shifted_sum,
-    "winograd": conv2d_winograd,
-    "fft": conv2d_fft,
-}
+conv2d_lax = register_conv("lax", _lax_forward, doc="Reference implementation: XLA's convolution.")
 
 
 def conv2d(
@@ -89,28 +68,22 @@ def conv2d(
     """Convolves NHWC ``x`` with an HWIO ``kernel`` (cross-correlation, as in every CNN).
 
     ``kernel`` has shape (kh, kw, C_in // groups, C_out); ``padding`` is "SAME", "VALID"
-    or ((top, bottom), (left, right)); ``impl`` is a key of ``IMPLEMENTATIONS`` or "auto".
+    or ((top, bottom), (left, right)); ``impl`` is a registered implementation or "auto".
     ``flip_kernel=True`` rotates the kernel by 180 degrees first, which turns the
     cross-correlation into true convolution as signal processing (and the course) defines
     it; the two differ only for kernels that are not point-symmetric, e.g. Sobel.
     """
     if flip_kernel:
         kernel = kernel[::-1, ::-1]
-    # Pallas kernels join IMPLEMENTATIONS on backends that run them; deferred to the first
-    # call because asking for the backend must not happen at import time.
-    from vision_jax.ops import pallas
-
-    pallas.register_implementations()
     if impl == "auto":
         # Validate first so bad arguments get the same one-line errors as a named impl.
         geom = conv_geometry(x.shape, kernel.shape, strides=strides, padding=padding,
                              dilation=dilation, groups=groups, impl="auto")
-        impl = choose_conv_impl(x.shape, kernel.shape, geom.strides, geom.dilation, groups)
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"conv2d: unknown impl {impl!r}; choose one of {sorted(IMPLEMENTATIONS)} or 'auto'"
-        )
-    return IMPLEMENTATIONS[impl](
+        impl, source = auto_conv_choice(x.shape, kernel.shape, geom.strides, geom.dilation,
+                                        groups)
+        kernel_choices.note_choice("conv2d", conv_signature(
+            x.shape, kernel.shape, geom.strides, geom.dilation, groups), impl, source)
+    return kernels.lookup("conv2d", impl)(
         x, kernel, strides=_pair(strides), padding=padding, dilation=_pair(dilation),
         groups=groups,
     )

@@ -5,8 +5,8 @@ computation: first a measured table, then a per-backend default.
 
 Auto table
 ----------
-``benchmarks/results/auto_table.json`` (optional; ``AUTO_TABLE_PATH``) is a JSON list of
-records, one per (backend, convolution signature)::
+``vision_jax/ops/auto_table.json``, shipped in the package (``auto_table``), is a JSON list
+of records, one per (backend, op, signature); convolution records are::
 
     [
       {"backend": "cpu", "op": "conv2d",
@@ -21,14 +21,16 @@ records, one per (backend, convolution signature)::
 - ``signature``: ``conv_signature(x_shape, kernel_shape, strides, dilation, groups)``,
   i.e. NHWC input shape, HWIO kernel shape, strides, dilation and groups. Padding and
   dtype are not part of it.
-- ``best_impl``: a key of ``vision_jax.ops.conv.IMPLEMENTATIONS``; the writer should pick
+- ``best_impl``: a ``conv2d`` implementation name (``kernels.implementations("conv2d")``);
+  the writer should pick
   the fastest *forward+backward* time (training is what ``auto`` serves).
 - Any other keys (timings, dtype, ...) are kept in the file and ignored here.
 
 Write it with ``write_auto_table(records, path)``; a record may give ``signature`` or the
 fields ``x_shape``, ``kernel_shape``, ``strides``, ``dilation``, ``groups`` from which it
 is computed. A (backend, signature) may appear only once. A table entry whose
-implementation cannot run the arguments (e.g. winograd for a 5x5 kernel) is ignored.
+implementation cannot run the arguments (e.g. winograd for a 5x5 kernel), or does not run
+on this backend, is ignored.
 
 Defaults (no table entry)
 -------------------------
@@ -40,7 +42,6 @@ overrides it).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,13 +50,7 @@ from typing import Any
 
 import jax
 
-from vision_jax.ops.conv_fft import fft_unsupported_reason
-from vision_jax.ops.conv_winograd import winograd_unsupported_reason
-
-AUTO_TABLE_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "auto_table.json"
-
-# Implementations that cannot run every argument combination, and why.
-_SUPPORT_CHECKS = {"winograd": winograd_unsupported_reason, "fft": fft_unsupported_reason}
+from vision_jax.ops import auto_table, kernels
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -87,17 +82,10 @@ def unsupported_reason(
     groups: int = 1,
 ) -> str | None:
     """Why ``impl`` cannot run these arguments, or None if it can."""
-    check = _SUPPORT_CHECKS.get(impl)
+    check = kernels.TABLES["conv2d"].get(impl).unsupported
     if check is None:
         return None
     return check(tuple(kernel_shape[:2]), _pair(strides), _pair(dilation), groups)
-
-
-def _known_impls() -> list[str]:
-    # Imported here: conv.py imports this module to serve impl="auto".
-    from vision_jax.ops.conv import IMPLEMENTATIONS
-
-    return sorted(IMPLEMENTATIONS)
 
 
 def _canonical_record(record: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -109,10 +97,9 @@ def _canonical_record(record: Mapping[str, Any], where: str) -> dict[str, Any]:
     op = record.get("op", "conv2d")
     if op != "conv2d":
         return dict(record)
-    if record["best_impl"] not in _known_impls():
-        raise ValueError(
-            f"{where}: best_impl {record['best_impl']!r} is not one of {_known_impls()}"
-        )
+    known = kernels.TABLES["conv2d"].names()
+    if record["best_impl"] not in known:
+        raise ValueError(f"{where}: best_impl {record['best_impl']!r} is not one of {known}")
     signature = record.get("signature")
     if signature is None:
         try:
@@ -128,9 +115,10 @@ def _canonical_record(record: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def write_auto_table(
-    records: Iterable[Mapping[str, Any]], path: str | os.PathLike = AUTO_TABLE_PATH
+    records: Iterable[Mapping[str, Any]], path: str | os.PathLike | None = None
 ) -> Path:
-    """Validates ``records`` (format in the module docstring) and writes them as JSON."""
+    """Validates ``records`` (format in the module docstring) and writes them as JSON to
+    ``path`` (default: the shipped table of this checkout)."""
     canonical = []
     seen = set()
     for index, record in enumerate(records):
@@ -144,44 +132,12 @@ def write_auto_table(
                 )
             seen.add(key)
         canonical.append(record)
-    path = Path(path)
+    path = auto_table.source_path() if path is None else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(canonical, indent=1) + "\n")
     tmp.replace(path)  # atomic: a reader never sees half a table
-    _read_table.cache_clear()
     return path
-
-
-@functools.lru_cache(maxsize=8)
-def _read_table(path: str, mtime_ns: int) -> dict[tuple[str, str], str]:
-    del mtime_ns  # part of the cache key only: a rewritten file is read again
-    try:
-        records = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"auto table {path}: not valid JSON ({error}); rewrite it with write_auto_table "
-            "or delete it"
-        ) from None
-    if not isinstance(records, list):
-        raise ValueError(f"auto table {path}: expected a JSON list of records")
-    table = {}
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or record.get("op", "conv2d") != "conv2d":
-            continue
-        record = _canonical_record(record, f"auto table {path}: record {index}")
-        table[(record["backend"], record["signature"])] = record["best_impl"]
-    return table
-
-
-def load_auto_table(path: str | os.PathLike = AUTO_TABLE_PATH) -> dict[tuple[str, str], str]:
-    """{(backend, signature): best_impl}; empty when the file does not exist."""
-    path = Path(path)
-    try:
-        mtime_ns = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return {}
-    return _read_table(str(path), mtime_ns)
 
 
 def cpu_default_impl(
@@ -222,7 +178,7 @@ def cpu_default_impl(
     return "im2col"
 
 
-def choose_conv_impl(
+def auto_conv_choice(
     x_shape: Sequence[int],
     kernel_shape: Sequence[int],
     strides: int | Sequence[int] = (1, 1),
@@ -231,19 +187,19 @@ def choose_conv_impl(
     backend: str | None = None,
     *,
     table_path: str | os.PathLike | None = None,
-) -> str:
-    """The implementation ``impl="auto"`` runs for these static shapes on ``backend``.
+) -> tuple[str, str]:
+    """(implementation, where the choice came from: ``"table"`` or ``"default"``).
 
-    ``backend`` defaults to ``jax.default_backend()``; ``table_path`` to ``AUTO_TABLE_PATH``.
+    ``backend`` defaults to ``jax.default_backend()``; ``table_path`` to the shipped table.
     """
     if backend is None:
         backend = jax.default_backend()
     strides, dilation = _pair(strides), _pair(dilation)
-    table = load_auto_table(AUTO_TABLE_PATH if table_path is None else table_path)
     signature = conv_signature(x_shape, kernel_shape, strides, dilation, groups)
-    best = table.get((backend, signature))
-    if best is not None and not unsupported_reason(best, kernel_shape, strides, dilation, groups):
-        return best
+    best = auto_table.choice(backend, "conv2d", signature, table_path)
+    if (best in kernels.implementations("conv2d", backend)
+            and not unsupported_reason(best, kernel_shape, strides, dilation, groups)):
+        return best, "table"
     if backend == "cpu":
-        return cpu_default_impl(x_shape, kernel_shape, strides, dilation, groups)
-    return "lax"
+        return cpu_default_impl(x_shape, kernel_shape, strides, dilation, groups), "default"
+    return "lax", "default"

@@ -20,14 +20,13 @@ gradients back onto the input.
 On GPU and TPU nothing is split: their memory bandwidth makes the loop pure overhead. The
 choice is made at trace time from ``jax.default_backend()``.
 
-``chunked_conv`` wraps an implementation's forward and hand-written backward into one
-custom-VJP function that does this for both passes.
+``chunked_passes`` runs an implementation's forward and hand-written backward over
+chunks, ``in_row_bands`` over bands; ``conv_kernel.conv_kernel`` puts them together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import jax
@@ -149,22 +148,17 @@ def from_row_bands(out: jax.Array, geom: ConvGeometry) -> jax.Array:
 
 Forward = Callable[[jax.Array, jax.Array, ConvGeometry], jax.Array]
 Backward = Callable[[jax.Array, jax.Array, jax.Array, ConvGeometry], tuple[jax.Array, jax.Array]]
+Sizer = Callable[[ConvGeometry], int]
 
 
-def chunked_conv(
-    forward: Forward,
-    backward: Backward,
-    temp_elements_per_output_row: Callable[[ConvGeometry], int],
-    band_multiple: int = 1,
-) -> Callable[[jax.Array, jax.Array, ConvGeometry], jax.Array]:
-    """Builds conv(x, kernel, geom) with a custom VJP, both passes run over batch chunks
-    (and row bands when one image is too big).
+def chunked_passes(forward: Forward, backward: Backward, temp_elements_per_output_row: Sizer
+                   ) -> tuple[Callable[..., jax.Array], Callable[..., tuple[jax.Array, jax.Array]]]:
+    """``forward(x, kernel, geom)`` and ``backward(x, kernel, grad, geom) -> (grad_x,
+    grad_kernel)``, which see one chunk and a ``geom`` whose batch is the chunk's, as the
+    (static-first) passes ``custom_gradient`` takes, each run over batch chunks.
 
-    ``forward(x, kernel, geom)`` and ``backward(x, kernel, grad, geom) -> (grad_x,
-    grad_kernel)`` see one chunk and a ``geom`` whose batch is the chunk's. Only ``x`` and
-    ``kernel`` are kept for the backward pass. ``temp_elements_per_output_row`` sizes the
-    pieces: the implementation's largest temporary, in elements per output row of one
-    image. Bands are a multiple of ``band_multiple`` rows (Winograd tiles are 2 rows).
+    ``temp_elements_per_output_row`` sizes the chunks: the implementation's largest
+    temporary, in elements per output row of one image.
     """
 
     def chunking(geom: ConvGeometry, dtype) -> tuple[int, ConvGeometry]:
@@ -172,30 +166,31 @@ def chunked_conv(
         chunk = batch_chunk(geom.batch, per_image)
         return chunk, dataclasses.replace(geom, batch=min(chunk, geom.batch))
 
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-    def batch_chunked(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+    def forward_chunks(geom: ConvGeometry, x: jax.Array, kernel: jax.Array) -> jax.Array:
         chunk, chunk_geom = chunking(geom, x.dtype)
         return map_batch_chunks(lambda xc: forward(xc, kernel, chunk_geom), x, chunk=chunk)
 
-    def conv_fwd(x, kernel, geom):
-        return batch_chunked(x, kernel, geom), (x, kernel)
-
-    def conv_bwd(geom, residuals, grad):
+    def backward_chunks(geom: ConvGeometry, residuals, grad):
         x, kernel = residuals
         chunk, chunk_geom = chunking(geom, x.dtype)
-        grad_x, grad_kernel = scan_batch_chunks(
-            lambda xc, gc: backward(xc, kernel, gc, chunk_geom), x, grad, chunk=chunk
-        )
-        return grad_x.astype(x.dtype), grad_kernel.astype(kernel.dtype)
+        return scan_batch_chunks(
+            lambda xc, gc: backward(xc, kernel, gc, chunk_geom), x, grad, chunk=chunk)
 
-    batch_chunked.defvjp(conv_fwd, conv_bwd)
+    return forward_chunks, backward_chunks
 
-    def conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+
+def in_row_bands(conv: Callable[..., jax.Array], temp_elements_per_output_row: Sizer,
+                 band_multiple: int = 1) -> Callable[..., jax.Array]:
+    """``conv(geom, x, kernel)`` run over bands of output rows when one image's temporaries
+    exceed the budget (see the module docstring); bands are a multiple of ``band_multiple``
+    rows (Winograd tiles are 2 rows). Autodiff of the re-layout sums the halo gradients."""
+
+    def banded(geom: ConvGeometry, x: jax.Array, kernel: jax.Array) -> jax.Array:
         row_bytes = temp_elements_per_output_row(geom) * jnp.dtype(x.dtype).itemsize
         band = row_band(geom, row_bytes, band_multiple)
         if band is None:
-            return batch_chunked(x, kernel, geom)
+            return conv(geom, x, kernel)
         slabs, slab_geom = to_row_bands(x, geom, band)
-        return from_row_bands(batch_chunked(slabs, kernel, slab_geom), geom)
+        return from_row_bands(conv(slab_geom, slabs, kernel), geom)
 
-    return conv
+    return banded

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from vision_jax.ops.conv_geometry import ConvGeometry, Padding, conv_geometry, pad_input
+from vision_jax.ops.conv_geometry import ConvGeometry, pad_input
+from vision_jax.ops.conv_kernel import register_conv
 from vision_jax.ops.conv_matmul import batched_matmul
 
 
@@ -40,7 +41,7 @@ def fft_unsupported_reason(
     )
 
 
-def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     out_dtype = jnp.result_type(x.dtype, kernel.dtype)
     compute_dtype = jnp.promote_types(out_dtype, jnp.float32)
     padded = pad_input(x, geom).astype(compute_dtype)
@@ -60,23 +61,6 @@ def _conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
     return y.astype(out_dtype)
 
 
-def conv2d_fft(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int] = (1, 1),
-    padding: Padding = "SAME",
-    dilation: Sequence[int] = (1, 1),
-    groups: int = 1,
-) -> jax.Array:
-    """FFT cross-correlation; any kernel size, stride and padding; dilation 1 and groups 1."""
-    geom = conv_geometry(
-        x.shape, kernel.shape, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, impl="fft",
-    )
-    reason = fft_unsupported_reason(
-        (geom.kernel_h, geom.kernel_w), geom.strides, geom.dilation, geom.groups
-    )
-    if reason:
-        raise ValueError(reason)
-    return _conv(x, kernel, geom)
+conv2d_fft = register_conv(
+    "fft", _forward, unsupported=fft_unsupported_reason,
+    doc="FFT cross-correlation; any kernel size, stride and padding; dilation 1 and groups 1.")

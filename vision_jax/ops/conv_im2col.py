@@ -16,21 +16,17 @@ passes run over cache-sized batch chunks (``conv_chunking``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 
-from vision_jax.ops.conv_chunking import chunked_conv
 from vision_jax.ops.conv_geometry import (
     ConvGeometry,
-    Padding,
-    conv_geometry,
     pad_input,
     tap_slice,
     unpad_input,
     untap,
 )
+from vision_jax.ops.conv_kernel import register_conv
 from vision_jax.ops.conv_matmul import grouped_matmul, grouped_matmul_t, grouped_matmul_tn
 
 
@@ -118,21 +114,6 @@ def _patch_elements_per_row(geom: ConvGeometry) -> int:
     return geom.out_w * geom.taps * geom.in_c
 
 
-_conv = chunked_conv(_forward, _backward, _patch_elements_per_row)
-
-
-def conv2d_im2col(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int] = (1, 1),
-    padding: Padding = "SAME",
-    dilation: Sequence[int] = (1, 1),
-    groups: int = 1,
-) -> jax.Array:
-    """im2col + one matmul; any stride, padding, dilation and groups."""
-    geom = conv_geometry(
-        x.shape, kernel.shape, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, impl="im2col",
-    )
-    return _conv(x, kernel, geom)
+conv2d_im2col = register_conv(
+    "im2col", _forward, _backward, temp_elements_per_output_row=_patch_elements_per_row,
+    doc="im2col + one matmul; any stride, padding, dilation and groups.")

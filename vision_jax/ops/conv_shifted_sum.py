@@ -5,7 +5,7 @@ by its (C, O) kernel slice, and the kh*kw products are summed. Unlike im2col no
 (N, Ho, Wo, kh*kw*C) patch tensor is built, so peak memory stays at one slice; the price
 is kh*kw smaller matmuls instead of one big one.
 
-The custom VJP (``conv_chunking.chunked_conv``) keeps only ``x`` and ``kernel`` between
+The custom VJP (``conv_kernel.conv_kernel``) keeps only ``x`` and ``kernel`` between
 the passes (autodiff would keep every tap's slice, i.e. the patch tensor im2col avoids):
 the backward pass re-slices ``x`` for the kernel gradient and puts each tap's input
 gradient back onto the padded grid with an interior-padded ``lax.pad``.
@@ -13,21 +13,17 @@ gradient back onto the padded grid with an interior-padded ``lax.pad``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 
-from vision_jax.ops.conv_chunking import chunked_conv
 from vision_jax.ops.conv_geometry import (
     ConvGeometry,
-    Padding,
-    conv_geometry,
     pad_input,
     tap_slice,
     unpad_input,
     untap,
 )
+from vision_jax.ops.conv_kernel import register_conv
 from vision_jax.ops.conv_matmul import grouped_matmul, grouped_matmul_t, grouped_matmul_tn
 
 
@@ -88,21 +84,6 @@ def _slice_elements_per_row(geom: ConvGeometry) -> int:
     return geom.out_w * (geom.in_c + geom.out_c)
 
 
-_conv = chunked_conv(_forward, _backward, _slice_elements_per_row)
-
-
-def conv2d_shifted_sum(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int] = (1, 1),
-    padding: Padding = "SAME",
-    dilation: Sequence[int] = (1, 1),
-    groups: int = 1,
-) -> jax.Array:
-    """Sum over kernel taps of (shifted input slice) @ (tap's kernel); same coverage as lax."""
-    geom = conv_geometry(
-        x.shape, kernel.shape, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, impl="shifted_sum",
-    )
-    return _conv(x, kernel, geom)
+conv2d_shifted_sum = register_conv(
+    "shifted_sum", _forward, _backward, temp_elements_per_output_row=_slice_elements_per_row,
+    doc="Sum over kernel taps of (shifted input slice) @ (tap's kernel); same coverage as lax.")

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vision_jax.ops.conv_chunking import chunked_conv
-from vision_jax.ops.conv_geometry import ConvGeometry, Padding, conv_geometry, pad_input
+from vision_jax.ops.conv_geometry import ConvGeometry, conv_geometry, pad_input
+from vision_jax.ops.conv_kernel import register_conv
 from vision_jax.ops.conv_matmul import batched_matmul
 from vision_jax.ops.conv_shifted_sum import tap_kernel_gradient
 
@@ -163,26 +163,8 @@ def _tile_elements_per_row(geom: ConvGeometry) -> int:
     return 8 * -(-geom.out_w // 2) * max(geom.in_c, geom.out_c)
 
 
-_conv = chunked_conv(_forward, _backward, _tile_elements_per_row, band_multiple=2)
-
-
-def conv2d_winograd(
-    x: jax.Array,
-    kernel: jax.Array,
-    *,
-    strides: Sequence[int] = (1, 1),
-    padding: Padding = "SAME",
-    dilation: Sequence[int] = (1, 1),
-    groups: int = 1,
-) -> jax.Array:
-    """F(2x2, 3x3) Winograd convolution; 3x3 kernels, stride 1, dilation 1, any padding/groups."""
-    geom = conv_geometry(
-        x.shape, kernel.shape, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, impl="winograd",
-    )
-    reason = winograd_unsupported_reason(
-        (geom.kernel_h, geom.kernel_w), geom.strides, geom.dilation, geom.groups
-    )
-    if reason:
-        raise ValueError(reason)
-    return _conv(x, kernel, geom)
+conv2d_winograd = register_conv(
+    "winograd", _forward, _backward, unsupported=winograd_unsupported_reason,
+    temp_elements_per_output_row=_tile_elements_per_row, band_multiple=2,
+    doc="F(2x2, 3x3) Winograd convolution; 3x3 kernels, stride 1, dilation 1, any padding "
+        "and groups.")

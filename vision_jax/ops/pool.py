@@ -7,7 +7,10 @@ Implementations, chosen by name (``impl=``) or by ``impl="auto"`` (see ``pool_au
 - ``reshape``: non-overlapping windows (stride == window) reduced after a free reshape.
 - ``strided``: any windows, as a max/sum over the kh*kw strided slices of the padded input.
 - ``pallas``: a Pallas kernel for non-overlapping max pooling, registered on GPU only
-  (``vision_jax.ops.pallas.register_implementations``).
+  (``vision_jax.ops.pallas.pool``).
+
+Each registers itself in ``kernels.TABLES["max_pool"]`` / ``["avg_pool"]`` through
+``pool_kernel.register_pool``; ``auto`` choices are recorded for ``kernels.json``.
 
 Max-pool gradients of ``reshape``, ``strided`` and ``pallas`` go to the first maximal pixel
 of each window in row-major order, the pixel ``lax`` picks, so they equal ``lax``'s gradients
@@ -16,38 +19,31 @@ even with ties (``pool_max_grad``). Average pooling leaves padding out of the me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vision_jax.ops.pool_auto import choose_pool_impl
-from vision_jax.ops.pool_geometry import Padding, lowest, pool_geometry
-from vision_jax.ops.pool_reshape import avg_pool_reshape, max_pool_reshape
-from vision_jax.ops.pool_strided import avg_pool_strided, max_pool_strided
-
-PoolFn = Callable[..., jax.Array]
+from vision_jax.ops import kernel_choices, kernels
+from vision_jax.ops.pool_auto import auto_pool_choice, pool_signature
+from vision_jax.ops.pool_geometry import Padding, PoolGeometry, lowest, pool_geometry
+from vision_jax.ops.pool_kernel import register_pool
 
 
-def _lax_window_args(x_shape, window, strides, padding, where):
-    geom = pool_geometry(x_shape, window, strides=strides, padding=padding, where=where)
+def _lax_window_args(geom: PoolGeometry):
     pads = ((0, 0), *geom.padding, (0, 0))
-    return geom, (1, *geom.window, 1), (1, *geom.strides, 1), pads
+    return (1, *geom.window, 1), (1, *geom.strides, 1), pads
 
 
-def max_pool_lax(x, window, *, strides=None, padding="VALID"):
-    """Reference: ``lax.reduce_window`` with ``max``."""
-    _, dims, strides, pads = _lax_window_args(x.shape, window, strides, padding,
-                                              "max_pool impl='lax'")
+def _max_pool_lax(geom: PoolGeometry, x: jax.Array) -> jax.Array:
+    dims, strides, pads = _lax_window_args(geom)
     # A Python scalar init, so that JAX recognises the max monoid and can differentiate it.
     return lax.reduce_window(x, lowest(x.dtype).item(), lax.max, dims, strides, pads)
 
 
-def avg_pool_lax(x, window, *, strides=None, padding="VALID"):
-    """Reference: ``lax.reduce_window`` sums divided by the count of real pixels per window."""
-    _, dims, strides, pads = _lax_window_args(x.shape, window, strides, padding,
-                                              "avg_pool impl='lax'")
+def _avg_pool_lax(geom: PoolGeometry, x: jax.Array) -> jax.Array:
+    dims, strides, pads = _lax_window_args(geom)
     total = lax.reduce_window(x, 0.0, lax.add, dims, strides, pads)
     # Average over the elements inside the image only (as Keras/PyTorch count_include_pad=False).
     counts = lax.reduce_window(jnp.ones(x.shape[1:3], x.dtype)[None, :, :, None], 0.0, lax.add,
@@ -55,48 +51,32 @@ def avg_pool_lax(x, window, *, strides=None, padding="VALID"):
     return total / counts
 
 
-MAX_POOL_IMPLEMENTATIONS: dict[str, PoolFn] = {
-    "lax": max_pool_lax,
-    "reshape": max_pool_reshape,
-    "strided": max_pool_strided,
-}
-AVG_POOL_IMPLEMENTATIONS: dict[str, PoolFn] = {
-    "lax": avg_pool_lax,
-    "reshape": avg_pool_reshape,
-    "strided": avg_pool_strided,
-}
+max_pool_lax = register_pool("max_pool", "lax", _max_pool_lax,
+                             doc="Reference: ``lax.reduce_window`` with ``max``.")
+avg_pool_lax = register_pool(
+    "avg_pool", "lax", _avg_pool_lax,
+    doc="Reference: ``lax.reduce_window`` sums divided by the count of real pixels per window.")
 
 
-def _register_accelerator_kernels() -> None:
-    # Deferred to the first call: asking which backend runs initialises JAX's backends, which
-    # must not happen at import (before jax.distributed.initialize).
-    from vision_jax.ops import pallas
-
-    pallas.register_implementations()
-
-
-def _dispatch(table: dict[str, PoolFn], op: str, impl: str, x: jax.Array, window, strides,
-              padding) -> jax.Array:
-    _register_accelerator_kernels()
+def _dispatch(op: str, impl: str, x: jax.Array, window, strides, padding) -> jax.Array:
     if impl == "auto":
         geom = pool_geometry(x.shape, window, strides=strides, padding=padding,
                              where=f"{op} impl='auto'")
-        impl = choose_pool_impl(op, geom, x.dtype, table)
-    if impl not in table:
-        raise ValueError(f"{op}: unknown impl {impl!r}; choose one of {sorted(table)} or 'auto'")
-    return table[impl](x, window, strides=strides, padding=padding)
+        impl, source = auto_pool_choice(op, geom, x.dtype, kernels.implementations(op))
+        kernel_choices.note_choice(op, pool_signature(geom.describe(), x.dtype), impl, source)
+    return kernels.lookup(op, impl)(x, window, strides=strides, padding=padding)
 
 
 def max_pool(x: jax.Array, window: Sequence[int], *, strides: Sequence[int] | None = None,
              padding: Padding = "VALID", impl: str = "auto") -> jax.Array:
     """Max pooling over H and W of an NHWC array (``strides=None``: the window)."""
-    return _dispatch(MAX_POOL_IMPLEMENTATIONS, "max_pool", impl, x, window, strides, padding)
+    return _dispatch("max_pool", impl, x, window, strides, padding)
 
 
 def avg_pool(x: jax.Array, window: Sequence[int], *, strides: Sequence[int] | None = None,
              padding: Padding = "VALID", impl: str = "auto") -> jax.Array:
     """Average pooling over H and W of an NHWC array (padding excluded from the mean)."""
-    return _dispatch(AVG_POOL_IMPLEMENTATIONS, "avg_pool", impl, x, window, strides, padding)
+    return _dispatch("avg_pool", impl, x, window, strides, padding)
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:

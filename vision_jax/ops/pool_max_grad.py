@@ -11,18 +11,24 @@ first of them in row-major window order (top row first, then left to right) - th
 ``select_and_scatter`` with XLA's ``>=`` selector picks, so gradients equal ``lax``'s even
 with ties. The pooled value is NaN where a window holds a NaN (as with ``lax``); which pixel
 of such a window receives the gradient is unspecified.
+
+``routed_max_pool`` builds a differentiable max pool from an implementation's window taps
+(and, optionally, its own forward kernel): the one gradient every max pool but ``lax`` shares.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vision_jax.ops.pool_geometry import PoolGeometry, unpad_from_windows
+from vision_jax.ops.custom_gradient import custom_gradient
+from vision_jax.ops.pool_geometry import PoolGeometry, compute_dtype, unpad_from_windows
+
+Taps = Callable[[PoolGeometry, jax.Array], Sequence[jax.Array]]
 
 
 def max_and_argmax(taps: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
@@ -75,3 +81,30 @@ def max_pool_grad(index: jax.Array, grad: jax.Array, geom: PoolGeometry) -> jax.
     grid = jnp.stack(rows, axis=2).reshape(grad.shape[0], phase_h * sh, phase_w * sw,
                                            grad.shape[3])
     return unpad_from_windows(grid, geom)
+
+
+Pool = Callable[[PoolGeometry, jax.Array], jax.Array]
+
+
+def routed_max_pool(taps: Taps, forward: Pool | None = None) -> Pool:
+    """``pool(geom, x)``: the max over ``taps(geom, x)`` (the kh*kw window taps in row-major
+    order, in the compute dtype, padding at the dtype's lowest value), or ``forward(geom, x)``
+    when given, differentiated by routing each cotangent to its window's first maximum.
+
+    The only residual is the int8 argmax; the input is not kept."""
+
+    def max_of_taps(geom: PoolGeometry, x: jax.Array) -> jax.Array:
+        # An elementwise max of the kh*kw taps, not a reduction over window axes: XLA:CPU
+        # runs the elementwise form as one vectorised loop, the reduction up to 8x slower.
+        return functools.reduce(jnp.maximum, taps(geom, x)).astype(x.dtype)
+
+    def with_argmax(geom: PoolGeometry, x: jax.Array):
+        pooled, index = max_and_argmax(taps(geom, x))
+        return (pooled.astype(x.dtype) if forward is None else forward(geom, x)), index
+
+    def backward(geom: PoolGeometry, index: jax.Array, grad: jax.Array):
+        # Overlapping windows add up on shared pixels: low-precision cotangents sum in f32.
+        dx = max_pool_grad(index, grad.astype(compute_dtype(grad.dtype)), geom)
+        return (dx.astype(grad.dtype),)
+
+    return custom_gradient(forward or max_of_taps, backward, with_argmax)

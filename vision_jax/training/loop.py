@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from vision_jax import data as data_lib
 from vision_jax import tasks
+from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
 from vision_jax.parallel import mesh as mesh_lib
 from vision_jax.parallel import sharding_rules
 from vision_jax.training import optimizer as optimizer_lib
@@ -199,6 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if exp.is_main:
         os.makedirs(workdir, exist_ok=True)
         _write_config(config, workdir)
+    record_kernel_choices(os.path.join(workdir, "kernels.json"), write=exp.is_main)
     writer = MetricWriter(workdir, enabled=exp.is_main)
 
     init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
@@ -255,6 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             _plot_curves(workdir)
         return _prefixed(exp.task.summarize(final), "eval")
     finally:
+        stop_recording()
         stop.restore()
         progress.close()
         exp.checkpointer.close()

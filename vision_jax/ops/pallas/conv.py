@@ -23,7 +23,12 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from vision_jax.ops.conv_geometry import ConvGeometry, conv_geometry
+from vision_jax.ops.conv_geometry import ConvGeometry
+from vision_jax.ops.conv_kernel import conv_kernel
+from vision_jax.ops.kernels import register
+
+# Where the kernels compile. TPU is not one: per-row blocks do not meet Mosaic's (8, 128) tiling.
+SUPPORTED_BACKENDS = ("gpu",)
 
 MIN_DOT_SIZE = 16  # Triton's tl.dot needs M, N, K >= 16.
 MAX_CHANNEL_BLOCK = 128  # output channels per kernel instance: bounds the f32 accumulator.
@@ -84,22 +89,34 @@ def _lax_conv(x, kernel, geom: ConvGeometry):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, kernel, geom: ConvGeometry, interpret: bool):
-    return _conv_forward(x, kernel, geom, interpret)
-
-
-def _conv_fwd(x, kernel, geom, interpret):
-    return _conv_forward(x, kernel, geom, interpret), (x, kernel)
-
-
-def _conv_bwd(geom, interpret, residuals, grad):
-    del interpret
-    _, vjp = jax.vjp(functools.partial(_lax_conv, geom=geom), *residuals)
+def _backward(x, kernel, grad, geom: ConvGeometry):
+    _, vjp = jax.vjp(functools.partial(_lax_conv, geom=geom), x, kernel)
     return vjp(grad)
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+def unsupported_reason(kernel_size: Sequence[int], strides: Sequence[int],
+                       dilation: Sequence[int], groups: int) -> str | None:
+    """Why the Pallas kernel cannot run these arguments, or None (stride 1, dilation 1, one
+    group; any kernel size)."""
+    del kernel_size
+    if tuple(strides) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1:
+        return None
+    return (f"conv2d impl='pallas': supports strides (1, 1), dilation (1, 1), groups 1 only; "
+            f"got strides {tuple(strides)}, dilation {tuple(dilation)}, groups {groups}; "
+            "use impl='lax'")
+
+
+def _forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry, interpret: bool) -> jax.Array:
+    if min(min(p) for p in geom.padding) < 0:
+        raise ValueError(f"conv2d impl='pallas': padding must be non-negative; got "
+                         f"{geom.padding}; use impl='lax'")
+    return _conv_forward(x, kernel, geom, interpret)
+
+
+_COMPILED, _INTERPRETED = (
+    conv_kernel("pallas", functools.partial(_forward, interpret=interpret), _backward,
+                unsupported=unsupported_reason)
+    for interpret in (False, True))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, strides: Sequence[int] = (1, 1),
@@ -110,14 +127,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, strides: Sequence[int] = (1, 1),
     ``interpret=True`` runs the kernel through Pallas' interpreter (any backend, slow).
     Other strides, dilations or groups raise ``ValueError``: use ``ops.conv2d(impl="lax")``.
     """
-    geom = conv_geometry(x.shape, kernel.shape, strides=strides, padding=padding,
-                         dilation=dilation, groups=groups, impl="pallas")
-    if geom.strides != (1, 1) or geom.dilation != (1, 1) or geom.groups != 1:
-        raise ValueError(
-            f"conv2d impl='pallas': supports strides (1, 1), dilation (1, 1), groups 1 only; "
-            f"got strides {geom.strides}, dilation {geom.dilation}, groups {geom.groups}; "
-            "use impl='lax'")
-    if min(min(p) for p in geom.padding) < 0:
-        raise ValueError(f"conv2d impl='pallas': padding must be non-negative; got "
-                         f"{geom.padding}; use impl='lax'")
-    return _conv(x, kernel, geom, bool(interpret))
+    run = _INTERPRETED if interpret else _COMPILED
+    return run(x, kernel, strides=strides, padding=padding, dilation=dilation, groups=groups)
+
+
+register("conv2d", "pallas", _COMPILED, backends=SUPPORTED_BACKENDS,
+         unsupported=unsupported_reason)

@@ -7,8 +7,8 @@ elementwise max of kh * kw contiguous (out_w, C) loads - no strided or gathered 
 
 For Pallas' Triton lowering every load must have a power-of-two size, so out_w and C are
 padded (with the dtype's lowest value) to powers of two. The gradient is the ``reshape``
-implementation's first-max routing (``pool_reshape.max_pool_tiled_bwd``), equal to
-``lax``'s.
+implementation's first-max routing (``pool_max_grad.routed_max_pool``), equal to ``lax``'s.
+Registered as ``max_pool(impl="pallas")`` on GPU only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from vision_jax.ops.kernels import register
+from vision_jax.ops.pallas.conv import SUPPORTED_BACKENDS
 from vision_jax.ops.pool_geometry import (
     Padding,
     PoolGeometry,
@@ -28,7 +30,9 @@ from vision_jax.ops.pool_geometry import (
     pad_to_windows,
     tiled_rows_cols,
 )
-from vision_jax.ops.pool_reshape import max_pool_tiled_bwd, max_pool_tiled_fwd, tiled_geometry
+from vision_jax.ops.pool_kernel import pool_kernel
+from vision_jax.ops.pool_max_grad import routed_max_pool
+from vision_jax.ops.pool_reshape import tile_taps
 
 
 def _max_pool_row_kernel(x_ref, o_ref, *, taps_h: int, taps_w: int):
@@ -42,7 +46,7 @@ def _max_pool_row_kernel(x_ref, o_ref, *, taps_h: int, taps_w: int):
     o_ref[...] = pooled
 
 
-def _max_pool_forward(x: jax.Array, geom: PoolGeometry, interpret: bool) -> jax.Array:
+def _max_pool_forward(geom: PoolGeometry, x: jax.Array, interpret: bool) -> jax.Array:
     (kh, kw), fill = geom.window, lowest(x.dtype)
     out_cols = pl.next_power_of_2(geom.out_w)
     channels = pl.next_power_of_2(geom.channels)
@@ -66,24 +70,15 @@ def _max_pool_forward(x: jax.Array, geom: PoolGeometry, interpret: bool) -> jax.
     return out[:, :, :geom.out_w, :geom.channels]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _max_pool(x, geom: PoolGeometry, interpret: bool):
-    return _max_pool_forward(x, geom, interpret)
+def _pallas_max_pool(interpret: bool):
+    # The Pallas kernel computes the output; the argmax residual and the gradient are the
+    # reshape implementation's (XLA), whose windows these are.
+    return routed_max_pool(tile_taps, functools.partial(_max_pool_forward, interpret=interpret))
 
 
-def _max_pool_fwd(x, geom, interpret):
-    # The Pallas kernel computes the output; the argmax residual for the backward pass comes
-    # from the reshape implementation (XLA), whose gradient this shares.
-    _, index = max_pool_tiled_fwd(x, geom)
-    return _max_pool_forward(x, geom, interpret), index
-
-
-def _max_pool_bwd(geom, interpret, index, grad):
-    del interpret
-    return max_pool_tiled_bwd(geom, index, grad)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+_COMPILED, _INTERPRETED = (
+    pool_kernel("max_pool", "pallas", _pallas_max_pool(interpret), tiled=True)
+    for interpret in (False, True))
 
 
 def max_pool(x: jax.Array, window: Sequence[int] = (2, 2), *,
@@ -94,5 +89,8 @@ def max_pool(x: jax.Array, window: Sequence[int] = (2, 2), *,
     ``interpret=True`` runs the kernel through Pallas' interpreter (any backend, slow).
     Overlapping windows raise ``ValueError``: use ``ops.max_pool(impl="strided")``.
     """
-    geom = tiled_geometry("max_pool", "pallas", x.shape, window, strides, padding)
-    return _max_pool(x, geom, bool(interpret))
+    run = _INTERPRETED if interpret else _COMPILED
+    return run(x, window, strides=strides, padding=padding)
+
+
+register("max_pool", "pallas", _COMPILED, backends=SUPPORTED_BACKENDS)
