@@ -66,4 +66,4 @@ def _import_families() -> None:
 
 
 # Modules under vision_jax/models/ that call `register` when imported.
-_FAMILIES: list[str] = ["seed_cnn", "vgg", "resnet", "yolo", "unet"]
+_FAMILIES: list[str] = ["seed_cnn", "vgg", "resnet", "yolo_v1", "fcos", "unet"]
