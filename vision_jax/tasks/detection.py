@@ -52,6 +52,8 @@ class DetectionSection:
 def detection_section(config: ml_collections.ConfigDict) -> DetectionSection:
     """``config.detection`` as a `DetectionSection`; a detector's option set here is an error
     that says where it belongs."""
+    # Fields config.detection held before each detector owned its options: an old config
+    # gets told where they went rather than just "unknown field".
     moved = {"lambda_coord", "lambda_noobj", "grid_size", "boxes_per_cell", "center_radius",
              "focal_alpha", "focal_gamma", "box_loss", "scale_ranges"}
     for key in config.detection.keys():
@@ -60,6 +62,7 @@ def detection_section(config: ml_collections.ConfigDict) -> DetectionSection:
                               f"config.model.{key} (if config.model_name="
                               f"{config.model_name!r} takes it)")
     return sections.build(DetectionSection, config.detection, "config.detection")
+
 
 # Pictures show only confident detections (the JSON and the metrics keep all of them), drawn
 # on images enlarged to about this many pixels so the labels stay readable.
