@@ -1,8 +1,8 @@
 """python -m vision_jax.train --config configs/coco_yolo.py --workdir gs://BUCKET/runs/coco_yolo
 
 COCO 2017 detection (`tfds:coco/2017`, 80 classes; train 118k, validation 5k images) with the
-anchor-free `fpn` variant of the `yolo` model (FCOS-style head, centre sampling, GIoU loss,
-sigmoid focal loss, centerness) on ResNet-50, 512x512 inputs, bfloat16 compute: a TPU recipe
+anchor-free `fcos` detector (FCOS-style head, centre sampling, GIoU loss, sigmoid focal loss,
+centerness) on ResNet-50, 512x512 inputs, bfloat16 compute: a TPU recipe
 (e.g. a v4-32 or v5e-32 slice; launch with `python -m launch.tpu_vm ...`).
 Measured: not run here (this project's machines have no TPU and no COCO copy); the schedule
 follows FCOS's "1x" length (about 12 epochs at batch 16, scaled linearly to batch 256 with
@@ -26,13 +26,11 @@ from vision_jax.training.defaults import default_config
 def get_config(arg: str | None = None):
     config = default_config()
     config.task = "detection"
-    config.model_name = "yolo"
-    config.model.variant = "fpn"
+    config.model_name = "fcos"
     config.model.backbone = "resnet50"
     config.model.backbone_width = 64
     config.model.fpn_width = 256
     config.model.head_convs = 4
-    config.model.dropout_rate = 0.0
     config.dtype = "bfloat16"
     config.dataset = "tfds:coco/2017"
     config.train_split = "train"
@@ -49,7 +47,7 @@ def get_config(arg: str | None = None):
     config.detection.iou_threshold = 0.6
     config.detection.pre_nms_top_k = 1000
     # Regression ranges for 512 px inputs (FCOS uses 64/128 at ~800 px, with two more levels).
-    config.detection.scale_ranges = ((0.0, 64.0), (64.0, 128.0), (128.0, 1e8))
+    config.model.scale_ranges = ((0.0, 64.0), (64.0, 128.0), (128.0, 1e8))
     config.batch_size = 256
     config.eval_batch_size = 256
     config.num_data_workers = 8

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vision_jax.models import create
-from vision_jax.tasks.detection import DetectionTask
-from vision_jax.tasks.detection_v1 import v1_loss
+from vision_jax.models.yolo_v1 import cell_collisions, v1_loss
+from vision_jax.tasks.detection import DetectionSection, DetectionTask
 
 IMAGE = 64
 
@@ -125,9 +125,9 @@ def test_decode_and_nms_recover_boxes_encoded_in_a_perfect_grid():
         i, j = int(cy * s), int(cx * s)
         grid[0, i, j, 0:5] = [cx * s - j, cy * s - i, np.sqrt(w), np.sqrt(h), 0.9]
         grid[0, i, j, 5 * b + cls] = 1.0
-    task = DetectionTask(c, ["a", "b", "c"], IMAGE, {"variant": "v1", "grid_size": s,
-                                                     "boxes_per_cell": b},
-                         {"max_detections": 10, "score_threshold": 0.1})
+    detector = create("yolo_v1", num_classes=c, grid_size=s, boxes_per_cell=b)
+    task = DetectionTask(c, ["a", "b", "c"], IMAGE, detector,
+                         DetectionSection(max_detections=10, score_threshold=0.1))
     dets = jax.jit(task.decode)({"grid": jnp.asarray(grid)})
     keep = np.asarray(dets["classes"][0]) >= 0
     assert keep.sum() == 3
@@ -138,9 +138,41 @@ def test_decode_and_nms_recover_boxes_encoded_in_a_perfect_grid():
 
 
 def test_model_shapes_and_gradient_flow():
-    model = create("yolo", num_classes=3, variant="v1", backbone_width=8, grid_size=5,
-                   hidden_units=32)
+    model = create("yolo", num_classes=3, backbone_width=8, grid_size=5, hidden_units=32)
     x = jnp.zeros((2, 64, 64, 3))
     variables = model.init(jax.random.key(0), x, train=False)
     out = model.apply(variables, x, train=False)
     assert out["grid"].shape == (2, 5, 5, 13)
+
+
+def test_conv_head_reads_the_stage_of_the_cell_stride_and_learns_from_the_loss():
+    model = create("yolo_v1", num_classes=3, backbone_width=8, head="conv", grid_size=8,
+                   head_width=8, head_convs=1, dropout_rate=0.0)
+    x = jax.random.uniform(jax.random.key(1), (2, IMAGE, IMAGE, 3))
+    variables = model.init(jax.random.key(0), x, train=False)
+    # 64 px / 8 cells = stride 8: the backbone stops after its second stage.
+    assert sorted({k.split("_")[0] for k in variables["params"]["ResNet_0"]}) == [
+        "stage1", "stage2", "stem"]
+    boxes = jnp.asarray([[[4, 6, 20, 30], [40, 8, 60, 20]]] * 2, jnp.float32)
+    classes = jnp.asarray([[2, 0]] * 2, jnp.int32)
+
+    def loss_fn(params):
+        out, _ = model.apply({**variables, "params": params}, x, train=True,
+                             mutable=["batch_stats"])
+        assert out["grid"].shape == (2, 8, 8, 13)
+        return model.loss(out, boxes, classes, IMAGE)[0]
+
+    grads = jax.grad(loss_fn)(variables["params"])
+    stem = grads["ResNet_0"]["stem_conv"]["kernel"]
+    assert float(jnp.max(jnp.abs(stem))) > 0
+
+
+def test_cell_collisions_count_boxes_sharing_a_cell():
+    # 64 px, 4x4 grid (16 px cells): boxes 0 and 1 centre in cell (0, 0), box 2 alone,
+    # the last entry is padding; image 1 has two boxes in cell (3, 3).
+    boxes = np.array([[[0, 0, 10, 10], [2, 2, 20, 20], [40, 40, 50, 50], [0, 0, 10, 10]],
+                      [[50, 50, 60, 60], [52, 52, 62, 62], [0, 0, 0, 0], [0, 0, 0, 0]]],
+                     np.float32)
+    classes = np.array([[0, 1, 2, -1], [0, 0, -1, -1]])
+    assert cell_collisions(boxes, classes, grid_size=4, image_size=IMAGE) == 2
+    assert cell_collisions(boxes, classes, grid_size=64, image_size=IMAGE) == 0

@@ -158,10 +158,6 @@ class RandomScaleWithBoxes(grain.transforms.RandomMap):
 # -- the ExampleSpec ---------------------------------------------------------------------------
 
 
-def detection_field(config: ml_collections.ConfigDict, name: str, default):
-    return config.detection.get(name, default)
-
-
 def stack_boxes(examples: list[dict], max_boxes: int) -> dict[str, np.ndarray]:
     """Images stacked; boxes padded to (max_boxes, 4) with classes -1."""
     boxes = np.zeros((len(examples), max_boxes, 4), np.float32)

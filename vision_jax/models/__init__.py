@@ -16,7 +16,7 @@ import flax.linen as nn
 
 from vision_jax.registry import Registry
 
-_FAMILIES = ("seed_cnn", "vgg", "resnet", "yolo", "unet")
+_FAMILIES = ("seed_cnn", "vgg", "resnet", "yolo_v1", "fcos", "unet")
 MODELS: Registry[Callable[..., nn.Module]] = Registry(
     "model", field="config.model_name", modules=[f"vision_jax.models.{f}" for f in _FAMILIES])
 

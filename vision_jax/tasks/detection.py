@@ -1,19 +1,17 @@
-"""Object detection with the `yolo` model: variant-specific loss, decoding + NMS inside the
-jitted eval step, COCO mAP on the host, and pictures / JSON of the detections.
+"""Object detection with any registered `Detector` (vision_jax.models.detector): the task
+sums the detector's loss, runs its decoding and class-aware NMS inside the jitted eval step,
+computes COCO mAP on the host, and writes pictures / JSON of the detections. It never knows
+which head it trains: target encoding, loss terms and decoding belong to the model.
 
-Fields of ``config.detection`` (all optional; defaults in `DEFAULTS`):
-  max_boxes: ground-truth boxes kept per image (padding with class -1).
-  score_threshold, iou_threshold, max_detections, pre_nms_top_k: decoding and class-aware NMS.
-  min_visible: augmentations drop a box whose visible fraction falls below this.
-  lambda_coord, lambda_noobj: the YOLO v1 loss weights (paper: 5 and 0.5).
-  center_radius, focal_alpha, focal_gamma, box_loss ("giou" | "ciou"), scale_ranges: the fpn
-    head's assignment and loss (see `detection_fpn`).
-The variant and its geometry (``variant``, ``grid_size``, ``boxes_per_cell``) are model
-arguments in ``config.model``.
+Options, ``config.detection`` (all optional; see `DetectionSection`): max_boxes, the decoding
+and NMS thresholds, and min_visible. Each detector's own geometry and loss weights are model
+options in ``config.model`` (e.g. ``grid_size``, ``lambda_coord`` for ``yolo_v1``;
+``center_radius``, ``box_loss`` for ``fcos``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -23,27 +21,47 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vision_jax import models, sections
 from vision_jax.data.detection import DEFAULT_MIN_VISIBLE, detection_spec
+from vision_jax.errors import ConfigError
 from vision_jax.metrics.detection import DetectionEvaluator
-from vision_jax.models.yolo import FPN_STRIDES, VARIANTS, Yolo, fpn_points
+from vision_jax.models.detector import Detector, build_options
 from vision_jax.ops import boxes as box_ops
-from vision_jax.tasks import detection_fpn, detection_v1
+from vision_jax.sections import in_range, option
 
-DEFAULTS = {
-    "max_boxes": 32,
-    "score_threshold": 0.05,
-    "iou_threshold": 0.5,
-    "max_detections": 100,
-    "pre_nms_top_k": 1000,
-    "min_visible": DEFAULT_MIN_VISIBLE,
-    "lambda_coord": 5.0,
-    "lambda_noobj": 0.5,
-    "center_radius": 1.5,
-    "focal_alpha": 0.25,
-    "focal_gamma": 2.0,
-    "box_loss": "giou",
-    "scale_ranges": detection_fpn.DEFAULT_SCALE_RANGES,
-}
+
+def _whole(value) -> str | None:
+    return None if value >= 1 else "must be a positive integer"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSection:
+    """``config.detection``: what the task needs whichever detector it trains."""
+
+    max_boxes: int = option(32, "ground-truth boxes kept per image (padding with class -1)",
+                            check=_whole)
+    score_threshold: float = option(0.05, "detections scoring below this are dropped")
+    iou_threshold: float = option(0.5, "class-aware NMS overlap threshold",
+                                  check=in_range(0.0, 1.0))
+    max_detections: int = option(100, "detections kept per image after NMS", check=_whole)
+    pre_nms_top_k: int = option(1000, "best candidates per image that enter NMS", check=_whole)
+    min_visible: float = option(DEFAULT_MIN_VISIBLE, "augmentations drop a box whose visible "
+                                "fraction falls below this", check=in_range(0.0, 1.0))
+
+
+def detection_section(config: ml_collections.ConfigDict) -> DetectionSection:
+    """``config.detection`` as a `DetectionSection`; a detector's option set here is an error
+    that says where it belongs."""
+    # Fields config.detection held before each detector owned its options: an old config
+    # gets told where they went rather than just "unknown field".
+    moved = {"lambda_coord", "lambda_noobj", "grid_size", "boxes_per_cell", "center_radius",
+             "focal_alpha", "focal_gamma", "box_loss", "scale_ranges"}
+    for key in config.detection.keys():
+        if key in moved:
+            raise ConfigError(f"config.detection.{key} is a detector option now; set "
+                              f"config.model.{key} (if config.model_name="
+                              f"{config.model_name!r} takes it)")
+    return sections.build(DetectionSection, config.detection, "config.detection")
 
 
 # Pictures show only confident detections (the JSON and the metrics keep all of them), drawn
@@ -100,39 +118,23 @@ class DetectionAccumulator:
 
 
 class DetectionTask:
-    """Loss, decoding and reports for `yolo` detectors (see the module docstring)."""
+    """Loss, decoding and reports for a `Detector` (see the module docstring)."""
 
     def __init__(self, num_classes: int, class_names: list[str], image_size: int,
-                 model: dict | None = None, detection: dict | None = None,
+                 detector: Detector, options: DetectionSection | None = None,
                  normalize: tuple = ((0.0,), (1.0,))):
-        model = dict(model or {})
         self.normalize = normalize  # (mean, std) of config.normalize, to undo for pictures
         self.num_classes = num_classes
         self.class_names = list(class_names)
         self.image_size = image_size
-        self.variant = model.get("variant", Yolo.variant)
-        self.grid_size = model.get("grid_size", Yolo.grid_size)
-        self.boxes_per_cell = model.get("boxes_per_cell", Yolo.boxes_per_cell)
-        self.params = {**DEFAULTS, **dict(detection or {})}
-        self.points = fpn_points(image_size, FPN_STRIDES)
-        self.ranges = detection_fpn.point_scale_ranges(
-            self.points, FPN_STRIDES, self.params["scale_ranges"])
+        self.detector = detector
+        self.options = options or DetectionSection()
 
     # -- training --------------------------------------------------------------------------
 
     def loss(self, outputs: dict, batch: dict) -> tuple[jax.Array, dict]:
-        p = self.params
-        if self.variant == "v1":
-            loss, sums = detection_v1.v1_loss(
-                outputs["grid"], batch["boxes"], batch["classes"], image_size=self.image_size,
-                boxes_per_cell=self.boxes_per_cell, lambda_coord=p["lambda_coord"],
-                lambda_noobj=p["lambda_noobj"])
-        else:
-            loss, sums = detection_fpn.fpn_loss(
-                outputs, batch["boxes"], batch["classes"], points=self.points,
-                ranges=self.ranges, center_radius=p["center_radius"],
-                focal_alpha=p["focal_alpha"], focal_gamma=p["focal_gamma"],
-                box_loss=p["box_loss"])
+        loss, sums = self.detector.loss(outputs, batch["boxes"], batch["classes"],
+                                        self.image_size)
         sums["count"] = jnp.asarray(batch["image"].shape[0], jnp.float32)
         return loss, sums
 
@@ -141,17 +143,12 @@ class DetectionTask:
     def decode(self, outputs: dict) -> dict[str, jax.Array]:
         """Raw head outputs -> NMS'd detections: boxes (N, D, 4) xyxy pixels of the model
         input, scores (N, D), classes (N, D) (-1 = padding), D = max_detections."""
-        if self.variant == "v1":
-            boxes, scores, classes = detection_v1.v1_decode(
-                outputs["grid"], image_size=self.image_size, boxes_per_cell=self.boxes_per_cell)
-        else:
-            boxes, scores, classes = detection_fpn.fpn_decode(
-                outputs, points=self.points, image_size=self.image_size)
-        p = self.params
-        top_k = p["pre_nms_top_k"] if p["pre_nms_top_k"] < scores.shape[1] else None
+        boxes, scores, classes = self.detector.decode(outputs, self.image_size)
+        o = self.options
+        top_k = o.pre_nms_top_k if o.pre_nms_top_k < scores.shape[1] else None
         boxes, scores, classes, _ = box_ops.batched_nms(
-            boxes, scores, classes, iou_threshold=p["iou_threshold"],
-            score_threshold=p["score_threshold"], max_detections=p["max_detections"],
+            boxes, scores, classes, iou_threshold=o.iou_threshold,
+            score_threshold=o.score_threshold, max_detections=o.max_detections,
             pre_nms_top_k=top_k)
         return {"boxes": boxes, "scores": scores, "classes": classes}
 
@@ -163,11 +160,11 @@ class DetectionTask:
 
     @staticmethod
     def example_spec(config: ml_collections.ConfigDict):
-        det = {**DEFAULTS, **config.detection.to_dict()}
-        return detection_spec(config, det["max_boxes"], det["min_visible"])
+        options = detection_section(config)
+        return detection_spec(config, options.max_boxes, options.min_visible)
 
     def new_accumulator(self) -> DetectionAccumulator:
-        return DetectionAccumulator(self.num_classes, self.params["max_detections"])
+        return DetectionAccumulator(self.num_classes, self.options.max_detections)
 
     def eval_outputs(self, outputs: dict, batch: dict) -> dict:
         return {**self.decode(outputs), "gt_boxes": batch["boxes"],
@@ -254,55 +251,42 @@ class DetectionTask:
 # -- registry hooks ----------------------------------------------------------------------------
 
 
+def create_detector(config: ml_collections.ConfigDict) -> Detector:
+    """The model of `config` as a `Detector` (its loss and decoding; no parameters), after
+    checking ``config.model`` against the detector's typed options."""
+    bare = models.create(config.model_name, num_classes=config.num_classes)
+    if not isinstance(bare, Detector):
+        raise ConfigError(f"config.model_name={config.model_name!r} has no detection head; "
+                          "use a detector such as 'yolo_v1' or 'fcos' for "
+                          "config.task='detection'")
+    build_options(type(bare), config.model, "config.model")
+    detector = models.create(config.model_name, num_classes=config.num_classes,
+                             **config.model)
+    problem = detector.check(config.image_size, tuple(config.model.keys()))
+    if problem:
+        raise ConfigError(problem)
+    return detector
+
+
 def create_detection_task(config: ml_collections.ConfigDict, info) -> DetectionTask:
     """The task for `config`, with class names from the dataset's objects/label feature."""
     from vision_jax.data.detection import detection_class_names
-    from vision_jax.training.validate import ConfigError
 
     names = info.class_names or detection_class_names(config.dataset, config.data_dir or None)
     if len(names) != config.num_classes:
         raise ConfigError(f"config.num_classes={config.num_classes} but dataset "
                           f"{config.dataset!r} has {len(names)} object classes; set "
                           f"--config.num_classes={len(names)}")
-    task = DetectionTask(config.num_classes, list(names), config.image_size,
-                         config.model.to_dict(), config.detection.to_dict(),
+    return DetectionTask(config.num_classes, list(names), config.image_size,
+                         create_detector(config), detection_section(config),
                          (tuple(config.normalize.mean), tuple(config.normalize.std)))
-    return task
 
 
 def validate_detection_config(config: ml_collections.ConfigDict) -> None:
-    """Checks config.detection's fields and what detection needs from the model and data."""
-    for key, value in config.detection.items():
-        if key not in DEFAULTS:
-            raise ValueError(f"config.detection.{key} is not a known field; known: "
-                             f"{', '.join(sorted(DEFAULTS))}")
-        default = DEFAULTS[key]
-        if isinstance(default, int | float) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ValueError(f"config.detection.{key}={value!r} must be a number like the "
-                             f"default {default!r}")
-    det = {**DEFAULTS, **config.detection.to_dict()}
-    for key in ("max_boxes", "max_detections", "pre_nms_top_k"):
-        if int(det[key]) < 1 or int(det[key]) != det[key]:
-            raise ValueError(f"config.detection.{key}={det[key]} must be a positive integer")
-    if not 0 <= det["min_visible"] <= 1:
-        raise ValueError(f"config.detection.min_visible={det['min_visible']} must be in [0, 1]")
-    if det["box_loss"] not in ("giou", "ciou"):
-        raise ValueError(f"config.detection.box_loss={det['box_loss']!r} must be 'giou' or "
-                         "'ciou'")
-    if len(det["scale_ranges"]) != len(FPN_STRIDES):
-        raise ValueError(f"config.detection.scale_ranges needs one (low, high) per fpn stride "
-                         f"{FPN_STRIDES}")
-    if config.model_name != "yolo":
-        raise ValueError(f"config.model_name={config.model_name!r} has no detection head; "
-                         "use config.model_name='yolo' for config.task='detection'")
-    variant = config.model.get("variant", Yolo.variant)
-    if variant not in VARIANTS:
-        raise ValueError(f"config.model.variant={variant!r} is unknown; use one of {VARIANTS}")
-    if variant == "fpn" and config.image_size % max(FPN_STRIDES):
-        raise ValueError(f"config.image_size={config.image_size} must be a multiple of "
-                         f"{max(FPN_STRIDES)} for the fpn variant, e.g. "
-                         f"{max(config.image_size // 32, 1) * 32}")
+    """Checks config.detection, the detector's own options in config.model, the input size
+    the detector accepts, and the augmentations detection allows."""
+    detection_section(config)
+    create_detector(config)
     if config.augment.rotate_degrees > 0:
-        raise ValueError("config.augment.rotate_degrees must be 0 for detection (rotation "
-                         "would make the boxes wrong); use flip, scale and crop_padding")
+        raise ConfigError("config.augment.rotate_degrees must be 0 for detection (rotation "
+                          "would make the boxes wrong); use flip, scale and crop_padding")

@@ -1,4 +1,4 @@
-"""The fpn head: target assignment on hand-made boxes (hand-counted positives and
+"""The `fcos` detector: target assignment on hand-made boxes (hand-counted positives and
 centerness), a perfect head output decoding back to the ground truth, and the loss."""
 
 from __future__ import annotations
@@ -8,18 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vision_jax.models.yolo import fpn_points
-from vision_jax.tasks import detection_fpn
-from vision_jax.tasks.detection import DetectionTask
+from vision_jax.models import create, fcos
+from vision_jax.models.fcos import fpn_points
+from vision_jax.tasks.detection import DetectionSection, DetectionTask
 
 IMAGE = 64  # levels: 8x8 at stride 8, 4x4 at 16, 2x2 at 32 -> 84 locations
 POINTS = fpn_points(IMAGE)
-RANGES = detection_fpn.point_scale_ranges(POINTS, (8, 16, 32),
-                                          detection_fpn.DEFAULT_SCALE_RANGES)
+RANGES = fcos.point_scale_ranges(POINTS, (8, 16, 32),
+                                          fcos.DEFAULT_SCALE_RANGES)
 
 
 def _assign(boxes, classes, **kwargs):
-    out = detection_fpn.assign(jnp.asarray(POINTS), jnp.asarray(RANGES),
+    out = fcos.assign(jnp.asarray(POINTS), jnp.asarray(RANGES),
                                jnp.asarray(boxes, jnp.float32), jnp.asarray(classes), **kwargs)
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -62,10 +62,10 @@ def test_scale_ranges_send_big_boxes_to_coarse_levels_and_smallest_box_wins():
     big = _assign([[0, 0, 64, 64]], [0], center_radius=1.5)
     strides = {s for (_, _, s) in _positive_points(big)}
     assert strides == {8}  # every distance <= 64 -> only the finest range applies
-    custom = detection_fpn.point_scale_ranges(POINTS, (8, 16, 32), ((0, 20), (20, 40), (40, 99)))
-    coarse = detection_fpn.assign(jnp.asarray(POINTS), jnp.asarray(custom),
+    custom = fcos.point_scale_ranges(POINTS, (8, 16, 32), ((0, 20), (20, 40), (40, 99)))
+    coarse = fcos.assign(jnp.asarray(POINTS), jnp.asarray(custom),
                                   jnp.asarray([[0, 0, 64, 64]], jnp.float32), jnp.asarray([0]))
-    reach = np.max(np.asarray(detection_fpn.distances(jnp.asarray(POINTS), jnp.asarray(
+    reach = np.max(np.asarray(fcos.distances(jnp.asarray(POINTS), jnp.asarray(
         [[0.0, 0, 64, 64]])))[:, 0], axis=-1)
     positive = np.asarray(coarse["positive"])
     low, high = custom[:, 0], custom[:, 1]
@@ -92,8 +92,8 @@ def test_perfect_head_output_decodes_to_the_ground_truth():
     gt = np.array([[8, 8, 40, 40], [36, 4, 60, 20], [30, 40, 56, 62]], np.float32)
     classes = np.array([1, 0, 2], np.int32)
     outputs, _ = _perfect_outputs(gt, classes, 3)
-    task = DetectionTask(3, ["a", "b", "c"], IMAGE, {"variant": "fpn"},
-                         {"max_detections": 20, "score_threshold": 0.5})
+    task = DetectionTask(3, ["a", "b", "c"], IMAGE, create("fcos", num_classes=3),
+                         DetectionSection(max_detections=20, score_threshold=0.5))
     dets = jax.jit(task.decode)(jax.tree.map(jnp.asarray, outputs))
     keep = np.asarray(dets["classes"][0]) >= 0
     assert keep.sum() == 3  # NMS merged every location of an object into one box
@@ -110,7 +110,7 @@ def test_loss_is_low_for_perfect_outputs_and_higher_for_wrong_ones():
     classes = np.array([[1, -1]], np.int32)
     outputs, target = _perfect_outputs(gt[0], classes[0], 2)
     kwargs = {"points": POINTS, "ranges": RANGES}
-    good, sums = detection_fpn.fpn_loss(jax.tree.map(jnp.asarray, outputs), jnp.asarray(gt),
+    good, sums = fcos.fcos_loss(jax.tree.map(jnp.asarray, outputs), jnp.asarray(gt),
                                         jnp.asarray(classes), **kwargs)
     assert float(sums["box_loss"]) == pytest.approx(0.0, abs=1e-5)  # GIoU = 1 everywhere
     assert float(sums["positives"]) == 4
@@ -120,6 +120,6 @@ def test_loss_is_low_for_perfect_outputs_and_higher_for_wrong_ones():
             + (1 - ctr_targets) * np.log(1 - 1 / (1 + np.exp(-12.0))))
     assert float(sums["ctr_loss"]) == pytest.approx(bce.mean(), rel=1e-4)
     shifted = dict(outputs, box=outputs["box"] * 1.5)
-    worse, _ = detection_fpn.fpn_loss(jax.tree.map(jnp.asarray, shifted), jnp.asarray(gt),
+    worse, _ = fcos.fcos_loss(jax.tree.map(jnp.asarray, shifted), jnp.asarray(gt),
                                       jnp.asarray(classes), **kwargs)
     assert float(worse) > float(good) + 0.05
