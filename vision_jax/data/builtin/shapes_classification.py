@@ -31,8 +31,9 @@ from vision_jax.data.registry import register_builtin
 IMAGE_SIZE = 48
 CLASS_NAMES = shapes_scenes.DEFAULT_CLASSES
 SPLIT_SIZES = {"train": 3_000, "test": 500}
-# Large shapes (radius 15-30 % of the side), so that a 48x48 image shows their corners.
-SIZE_RANGE = (0.15, 0.3)
+# Equal-area radius as a fraction of the side: large enough that 48x48 shows the corners,
+# small enough that the largest triangle (circumradius 1.56x) fits in the frame.
+SIZE_RANGE = (0.12, 0.22)
 
 # Pixels kept free between the shape's box and the frame.
 _MARGIN = 2
@@ -41,20 +42,29 @@ _SPLIT_SEEDS = {"train": 0, "test": 1}
 
 
 def generate_example(split: str, index: int) -> dict:
-    """Example `index` of `split` as NumPy: image (H, W, 3) uint8, label int, box (4,) yxyx."""
+    """Example `index` of `split` as NumPy: image (H, W, 3) uint8, label int, bbox (4,) yxyx."""
     if split not in SPLIT_SIZES:
         raise ValueError(f"split={split!r} is not one of {tuple(SPLIT_SIZES)}")
     rng = np.random.default_rng([_DATASET_SEED, _SPLIT_SEEDS[split], index])
-    while True:  # redraw until the whole shape is in the frame: a cut shape has no class
-        scene = shapes_scenes.generate_scene(rng, image_size=IMAGE_SIZE, min_objects=1,
-                                             max_objects=1, size_range=SIZE_RANGE)
-        x_min, y_min, x_max, y_max = scene["boxes"][0]
-        if min(x_min, y_min) >= _MARGIN and max(x_max, y_max) <= IMAGE_SIZE - _MARGIN:
-            break
+    # The scenes module's own background and colour rules, but one shape placed so that it
+    # lies wholly in the frame (a shape cut by the border may lose what tells its class).
+    image, palette = shapes_scenes._background(rng, IMAGE_SIZE)
+    class_index = int(rng.integers(len(CLASS_NAMES)))
+    kind = CLASS_NAMES[class_index]
+    size = float(rng.uniform(*SIZE_RANGE) * IMAGE_SIZE)
+    reach = size * shapes_scenes._CIRCUMRADIUS_PER_SIZE.get(kind, 1.0) + _MARGIN
+    center_x, center_y = rng.uniform(reach, IMAGE_SIZE - reach, size=2)
+    shape = shapes_scenes.Shape(kind=kind, label=class_index + 1, center_x=float(center_x),
+                                center_y=float(center_y), size=size,
+                                angle=float(rng.uniform(0.0, 2 * np.pi)),
+                                color=shapes_scenes._shape_color(rng, palette))
+    mask = shape.pixel_mask(IMAGE_SIZE, IMAGE_SIZE)
+    image[mask] = shape.color
+    box = shapes_scenes.boxes_from_instances(mask.astype(np.int32), 1)
     return {
-        "image": scene["image"],
-        "label": int(scene["labels"][0]) - 1,
-        "bbox": normalized_yxyx(scene["boxes"], IMAGE_SIZE)[0],
+        "image": np.round(image).astype(np.uint8),
+        "label": class_index,
+        "bbox": normalized_yxyx(box, IMAGE_SIZE)[0],
     }
 
 
