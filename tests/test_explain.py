@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
+from train_cli import REPO, cpu_env, run_train
 
-from tests.train_cli import REPO, cpu_env, run_train
 from vision_jax import models
 from vision_jax.data.builtin.shapes_classification import generate_example
 from vision_jax.explain import gradcam, layers
