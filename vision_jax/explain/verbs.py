@@ -57,7 +57,9 @@ def activations(run: Run, paths: Sequence[str], images: list, out_dir: str,
     inputs, _ = run.to_input(images)
     outputs = jax.jit(lambda v, x: layers.read_layers(run.model, v, x, spatial_only=True))(
         run.variables, inputs)
-    names = list(outputs)
+    # jit returns dicts with sorted keys: put the layers back in the order they are called.
+    names = [name for name in layers.layer_shapes(run.model, run.variables, inputs.shape)
+             if name in outputs]
     for name in layer_names:
         layers.check_layer(name, names)
     names = list(layer_names) or names
