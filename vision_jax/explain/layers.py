@@ -32,7 +32,8 @@ def _is_layer(module: nn.Module, method_name: str) -> bool:
 
 def read_layers(model: nn.Module, variables: Variables, images: jax.Array,
                 spatial_only: bool = False) -> dict[str, jax.Array]:
-    """Every layer's output for ``images`` (N, H, W, C), in call order, by summary name.
+    """Every layer's output for ``images`` (N, H, W, C), by summary name (`layer_shapes`
+    gives the call order: ``jit`` returns dicts with sorted keys).
 
     Only array outputs are kept (a backbone returning a dict of stages is skipped; its
     stages' own layers are there). ``spatial_only`` keeps the 4-D (N, h, w, c) outputs.
@@ -54,8 +55,6 @@ def _flatten(tree: Any, prefix: tuple[str, ...], out: dict[str, jax.Array]) -> N
                 out["/".join(prefix)] = output
         elif isinstance(value, dict) or hasattr(value, "items"):
             _flatten(value, (*prefix, key), out)
-    # Children are visited after their parent's own entry; call order puts a block's output
-    # after its last child, which `layer_names` restores from the shapes pass below.
 
 
 def layer_shapes(model: nn.Module, variables: Variables,
