@@ -111,8 +111,9 @@ def filters(run: Run, layer: str, channels: Sequence[int], out_dir: str, *, step
 
 def dream(run: Run, path: str, image: np.ndarray, layer: str, channels: Sequence[int],
           out_dir: str, *, steps: int = 50, octaves: int = 3, step_size: float = 0.01) -> dict:
-    """Deep Dream of one image: the dreamed PNG and the objective per octave and step."""
-    inputs, _ = run.to_input([image])
+    """Deep Dream of one image, at its own size: the dreamed PNG and the objective per
+    octave and step."""
+    inputs, _ = run.to_input([image], keep_size=True)
     known = layers.spatial_layers(run.model, run.variables, inputs.shape)
     layers.check_layer(layer, known)
     dreamed, history = ascent.deep_dream(run.model, run.variables, jnp.asarray(inputs), layer,

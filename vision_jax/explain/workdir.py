@@ -29,9 +29,15 @@ class Run:
     std: np.ndarray
     class_names: tuple[str, ...] | None
 
-    def to_input(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 (H, W, C) images -> (model inputs (N, S, S, C), display images in [0, 1])."""
-        shown = np.stack([_resize(_to_channels(image, self.channels), self.image_size)
+    def to_input(self, images: list[np.ndarray],
+                 keep_size: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (H, W, C) images -> (model inputs (N, S, S, C), display images in [0, 1]).
+
+        ``keep_size``: no resize to the training size (for tools that run the model only up
+        to a conv layer, which takes any size).
+        """
+        shown = np.stack([_to_channels(image, self.channels) if keep_size else
+                          _resize(_to_channels(image, self.channels), self.image_size)
                           for image in images])
         return ((shown - self.mean) / self.std).astype(np.float32), shown
 
