@@ -114,7 +114,9 @@ def dream(run: Run, path: str, image: np.ndarray, layer: str, channels: Sequence
     """Deep Dream of one image, at its own size: the dreamed PNG and the objective per
     octave and step."""
     inputs, _ = run.to_input([image], keep_size=True)
-    known = layers.spatial_layers(run.model, run.variables, inputs.shape)
+    # Names are looked up at the training size: a classifier may only take that one.
+    known = layers.spatial_layers(run.model, run.variables,
+                                  (1, run.image_size, run.image_size, run.channels))
     layers.check_layer(layer, known)
     dreamed, history = ascent.deep_dream(run.model, run.variables, jnp.asarray(inputs), layer,
                                          channels, steps=steps, octaves=octaves,
