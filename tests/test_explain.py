@@ -61,7 +61,7 @@ def test_last_spatial_layer_defaults():
 def test_layer_output_stops_at_the_layer_so_other_sizes_work():
     model, variables, _ = _init("seed_cnn")  # its dense layer needs 28x28
     out = layers.layer_output(model, variables, jnp.ones((2, 40, 40, 1)), "conv2")
-    assert out.shape == (2, 16, 16, 64)
+    assert out.shape == (2, 17, 17, 64)  # 40 -> 38 -> 19 -> 17
 
 
 def test_grad_cam_equals_cam_up_to_a_positive_scale_for_gap_dense():
