@@ -8,7 +8,10 @@ dataset on which `python -m vision_jax.explain gradcam` is checked to localise t
 Arguments (comma-separated): `seed_cnn` (default) or `resnet18` (CIFAR stem, no max-pool,
 so the last stage is 6x6; `width` 16, a quarter of the paper's, to train in minutes on a
 CPU); `smoke` (a few steps, a CI check).
-Measured: see docs/explain.md (accuracy and Grad-CAM localisation rates of both models).
+Measured (2026-12-01, shared 2-core CPU at load average ~28, JAX 0.10.2): `seed_cnn` 40.8 %
+test accuracy after the 8 epochs (744 steps, 24 min), still under-trained (chance 33 %);
+Grad-CAM peak in the box on 25.4 % of test images (docs/explain.md). `resnet18` not
+measured: 15 s per step on that machine.
 """
 
 from vision_jax.training.defaults import default_config
