@@ -123,16 +123,23 @@ def _macs(module: nn.Module, args: tuple, output_shape: list[int], own_params: A
 
 
 def _leaf_rows(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Keeps the calls of modules without sub-modules, in execution order.
+    """The calls of modules without sub-modules, in execution order, and the outputs of the
+    modules that group them (a ResNet block), after their last sub-module.
 
-    A module called several times (shared weights) is listed each time but its parameters are
-    counted only on the first call.
+    Every name is the module path joined by "/", the name `vision_jax.explain.read_layers`
+    returns a layer's output under. A grouping row (type: its class, e.g. ``BasicBlock``)
+    has no parameters or MACs of its own (its sub-modules' rows carry them), so the columns
+    still sum to the totals. A module called several times (shared weights) is listed each
+    time but its parameters are counted only on the first call.
     """
     paths = {call["path"] for call in calls}
     parents = {path[:cut] for path in paths for cut in range(len(path))}
     rows, seen = [], set()
     for call in calls:
         if call["path"] in parents:
+            if call["path"] and call["shape"]:  # a block's output (not the model's own)
+                rows.append({"name": call["name"], "type": call["type"], "shape": call["shape"],
+                             "params": 0, "macs": 0})
             continue
         params = 0 if call["path"] in seen else call["params"]
         seen.add(call["path"])

@@ -1,4 +1,9 @@
 """Built-in offline datasets; importing a module registers it as `builtin:<name>`."""
 
-import vision_jax.data.builtin.shapes_multilabel  # noqa: F401
-from vision_jax.data.builtin import digits, shapes_detection, shapes_segmentation  # noqa: F401
+from vision_jax.data.builtin import (  # noqa: F401
+    digits,
+    shapes_classification,
+    shapes_detection,
+    shapes_multilabel,
+    shapes_segmentation,
+)

@@ -1,0 +1,99 @@
+"""`builtin:shapes_classification`: one shape per image, its class, and its box as metadata.
+
+Localisation methods (Grad-CAM, saliency) need a classification dataset whose
+answer has a known place in the image; this one is generated from the same
+procedural scenes as `shapes_detection` (see `shapes_scenes`), with exactly one
+flat-coloured circle, square or triangle over a textured background. Seeded per
+example, so every build is identical and needs no download and no TensorFlow.
+The TFDS builder name is `vision_jax_shapes_classification`.
+
+Features:
+  image  (48, 48, 3) uint8
+  label  ClassLabel: 0 circle, 1 square, 2 triangle
+  bbox   BBoxFeature: float32 [ymin, xmin, ymax, xmax] in [0, 1], tight around the
+         shape's pixels, pixel-edge convention (ymax = (last row + 1) / 48); metadata
+         only, classification ignores it. The whole shape is always in the frame.
+
+Splits: train 3,000 and test 500 examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from vision_jax.data.builtin import shapes_scenes
+from vision_jax.data.builtin.shapes_detection import normalized_yxyx
+from vision_jax.data.registry import register_builtin
+
+IMAGE_SIZE = 48
+CLASS_NAMES = shapes_scenes.DEFAULT_CLASSES
+SPLIT_SIZES = {"train": 3_000, "test": 500}
+# Equal-area radius as a fraction of the side: large enough that 48x48 shows the corners,
+# small enough that the largest triangle (circumradius 1.56x) fits in the frame.
+SIZE_RANGE = (0.12, 0.22)
+
+# Pixels kept free between the shape's box and the frame.
+_MARGIN = 2
+_DATASET_SEED = 20_261_202
+_SPLIT_SEEDS = {"train": 0, "test": 1}
+
+
+def generate_example(split: str, index: int) -> dict:
+    """Example `index` of `split` as NumPy: image (H, W, 3) uint8, label int, bbox (4,) yxyx."""
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split={split!r} is not one of {tuple(SPLIT_SIZES)}")
+    rng = np.random.default_rng([_DATASET_SEED, _SPLIT_SEEDS[split], index])
+    # The scenes module's own background and colour rules, but one shape placed so that it
+    # lies wholly in the frame (a shape cut by the border may lose what tells its class).
+    image, palette = shapes_scenes._background(rng, IMAGE_SIZE)
+    class_index = int(rng.integers(len(CLASS_NAMES)))
+    kind = CLASS_NAMES[class_index]
+    size = float(rng.uniform(*SIZE_RANGE) * IMAGE_SIZE)
+    reach = size * shapes_scenes._CIRCUMRADIUS_PER_SIZE.get(kind, 1.0) + _MARGIN
+    center_x, center_y = rng.uniform(reach, IMAGE_SIZE - reach, size=2)
+    shape = shapes_scenes.Shape(kind=kind, label=class_index + 1, center_x=float(center_x),
+                                center_y=float(center_y), size=size,
+                                angle=float(rng.uniform(0.0, 2 * np.pi)),
+                                color=shapes_scenes._shape_color(rng, palette))
+    mask = shape.pixel_mask(IMAGE_SIZE, IMAGE_SIZE)
+    image[mask] = shape.color
+    box = shapes_scenes.boxes_from_instances(mask.astype(np.int32), 1)
+    return {
+        "image": np.round(image).astype(np.uint8),
+        "label": class_index,
+        "bbox": normalized_yxyx(box, IMAGE_SIZE)[0],
+    }
+
+
+class ShapesClassification(tfds.core.GeneratorBasedBuilder):
+    """Single-object procedural shapes: class label plus the object's exact box."""
+
+    name = "vision_jax_shapes_classification"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(IMAGE_SIZE, IMAGE_SIZE, 3)),
+                "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+                "bbox": tfds.features.BBoxFeature(),
+            }),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
+        del dl_manager  # everything is generated; nothing is downloaded
+        return {split: self._generate_examples(split) for split in SPLIT_SIZES}
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[int, dict]]:
+        for index in range(SPLIT_SIZES[split]):
+            example = generate_example(split, index)
+            yield index, {**example, "image": shapes_scenes.encode_png(example["image"])}
+
+
+register_builtin("shapes_classification", ShapesClassification)

@@ -1,0 +1,82 @@
+"""Grad-CAM (Selvaraju et al., 2017) for any model at any spatial layer.
+
+The class score's gradient with respect to the layer's output, averaged over positions,
+weighs each channel; the weighted sum of the channels, through a ReLU, is where the image
+supports the class. For a model ending in global average pooling and one dense layer, at the
+last conv map this is the CAM of Zhou et al. (2016) divided by h*w (`viz.cam` computes CAM
+from the weights; a test checks the two agree). Nothing here knows a model's name: the
+gradient is taken through `layers.call_with_layer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vision_jax.explain import layers
+
+
+def grad_cam_fn(model: nn.Module, layer: str, relu: bool = True) -> Callable:
+    """A jitted ``(variables, images, classes) -> (cams (N, h, w), logits, classes)``.
+
+    ``classes`` (N,) int32 picks each image's class; -1 means the predicted one (the
+    returned ``classes`` are the ones explained). ``relu=False`` keeps the signed map.
+    """
+
+    def run(variables, images, classes):
+        shape = jax.eval_shape(lambda x: layers.layer_output(model, variables, x, layer),
+                               images).shape
+
+        def score(delta):
+            logits, activation = layers.call_with_layer(model, variables, images, layer, delta)
+            chosen = jnp.where(classes >= 0, classes, jnp.argmax(logits, axis=-1))
+            picked = jnp.take_along_axis(logits, chosen[:, None], axis=1)
+            return jnp.sum(picked), (logits, activation, chosen)
+
+        grads, (logits, activation, chosen) = jax.grad(score, has_aux=True)(
+            jnp.zeros(shape, jnp.float32))
+        weights = grads.mean(axis=(1, 2))  # (N, C): one weight per channel and image
+        cams = jnp.einsum("nhwc,nc->nhw", activation.astype(jnp.float32), weights)
+        return (jax.nn.relu(cams) if relu else cams), logits, chosen
+
+    return jax.jit(run)
+
+
+def upsample(cams: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """(N, h, w) maps -> (N, H, W), bilinear, each map scaled to [0, 1] (0 where constant)."""
+    resized = jax.image.resize(cams, (cams.shape[0], *size), method="bilinear")
+    low = resized.min(axis=(1, 2), keepdims=True)
+    span = resized.max(axis=(1, 2), keepdims=True) - low
+    return jnp.where(span > 0, (resized - low) / jnp.where(span > 0, span, 1.0), 0.0)
+
+
+def peak_in_box(heatmaps, boxes_yxyx) -> jax.Array:
+    """(N,) bool: whether each (H, W) heatmap's argmax pixel lies inside its normalised
+    [ymin, xmin, ymax, xmax] box (the pixel's centre is tested)."""
+    heatmaps = jnp.asarray(heatmaps)
+    height, width = heatmaps.shape[1:]
+    flat = jnp.argmax(heatmaps.reshape(heatmaps.shape[0], -1), axis=1)
+    row, col = flat // width, flat % width
+    y, x = (row + 0.5) / height, (col + 0.5) / width
+    boxes = jnp.asarray(boxes_yxyx)
+    return (y >= boxes[:, 0]) & (y <= boxes[:, 2]) & (x >= boxes[:, 1]) & (x <= boxes[:, 3])
+
+
+def explain_gradcam(model: nn.Module, variables, images, layer: str | None = None,
+                    classes=None) -> dict:
+    """Grad-CAM heatmaps at the input size, for callers such as ``predict --explain``.
+
+    ``images`` are model inputs (N, H, W, C), preprocessed; ``layer`` defaults to the last
+    spatial layer; ``classes`` (N,) defaults to the predicted ones. Returns ``heatmaps``
+    (N, H, W) in [0, 1], ``classes``, ``logits`` and the ``layer`` used.
+    """
+    images = jnp.asarray(images, jnp.float32)
+    layer = layer or layers.last_spatial_layer(model, variables, images.shape)
+    wanted = jnp.full((images.shape[0],), -1, jnp.int32) if classes is None else \
+        jnp.asarray(classes, jnp.int32)
+    cams, logits, chosen = grad_cam_fn(model, layer)(variables, images, wanted)
+    return {"heatmaps": upsample(cams, images.shape[1:3]), "classes": chosen,
+            "logits": logits, "layer": layer}
