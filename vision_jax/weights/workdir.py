@@ -15,7 +15,7 @@ import jax
 import ml_collections
 from flax import traverse_util
 
-from vision_jax.weights.convert import WeightsError
+from vision_jax.weights.convert import DEFAULT_INPUT_SHAPE, WeightsError
 from vision_jax.weights.keras_format import keras_model_kwargs, load_keras
 from vision_jax.weights.torch_format import load_torch, torch_model_kwargs
 
@@ -40,6 +40,14 @@ def import_model(source: str, file: str, model_name: str,
                            f"{', '.join(SOURCES)}")
     num_classes = int(variables["params"]["classifier"]["bias"].shape[0])
     return variables, {**options, "num_classes": num_classes, **model_kwargs}
+
+
+def default_input_shape(model_name: str) -> tuple[int, int, int]:
+    """The (H, W, C) the model is built for: its ``default_input_shape``, else 224x224x3."""
+    from vision_jax import models
+
+    model = models.create(model_name, num_classes=1) if model_name in models.names() else None
+    return getattr(model, "default_input_shape", DEFAULT_INPUT_SHAPE)
 
 
 def workdir_config(source: str, model_name: str, model_kwargs: dict[str, Any],
