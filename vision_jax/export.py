@@ -128,8 +128,9 @@ def main(argv: list[str]) -> None:
 
     start_process()
     from vision_jax.cli import user_errors_exit
+    from vision_jax.weights.convert import config_errors_exit
 
-    with user_errors_exit():
+    with user_errors_exit(), config_errors_exit():
         paths = export(_WORKDIR.value, _FORMAT.value, _OUT.value)
     print("wrote " + ", ".join(paths))
 

@@ -42,8 +42,9 @@ def main(argv: list[str]) -> None:
     start_process()
     from vision_jax.cli import user_errors_exit
     from vision_jax.weights import workdir
+    from vision_jax.weights.convert import config_errors_exit
 
-    with user_errors_exit():
+    with user_errors_exit(), config_errors_exit():
         overrides = {} if _NUM_CLASSES.value is None else {"num_classes": _NUM_CLASSES.value}
         variables, model_kwargs = workdir.import_model(_FROM.value, _FILE.value, _MODEL.value,
                                                        **overrides)

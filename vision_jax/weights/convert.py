@@ -9,9 +9,11 @@ makes the error for, say, ResNet-50 weights given to ``vgg16`` the same for ever
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -24,6 +26,20 @@ from vision_jax.errors import ConfigError
 
 Shape = tuple[int, ...]
 DEFAULT_INPUT_SHAPE = (224, 224, 3)
+
+
+@contextlib.contextmanager
+def config_errors_exit() -> Iterator[None]:
+    """Prints ``error: <message>`` and exits 2 on a `vision_jax.errors.ConfigError`.
+
+    The entry points' `vision_jax.cli.user_errors_exit` catches the training layer's own
+    ConfigError, not yet this base class; the weights and export commands add this.
+    """
+    try:
+        yield
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 class WeightsError(ConfigError):
@@ -136,7 +152,13 @@ def _first_tensors_hint(tensors: Mapping[str, np.ndarray]) -> str:
 
 def infer_num_classes(model_kwargs: dict[str, Any], tensors: Mapping[str, np.ndarray],
                       classifier_bias: str) -> dict[str, Any]:
-    """``model_kwargs`` with ``num_classes`` taken from the classifier's bias when not given."""
-    if "num_classes" in model_kwargs or classifier_bias not in tensors:
+    """``model_kwargs`` with ``num_classes`` taken from the classifier's bias when not given.
+
+    Without that bias the file is not this model's: a placeholder of 1 lets `assemble` name
+    the first tensor that is missing (the classifier's last, if everything else is there).
+    """
+    if "num_classes" in model_kwargs:
         return model_kwargs
-    return {**model_kwargs, "num_classes": int(np.shape(tensors[classifier_bias])[0])}
+    num_classes = (int(np.shape(tensors[classifier_bias])[0]) if classifier_bias in tensors
+                   else 1)
+    return {**model_kwargs, "num_classes": num_classes}
