@@ -13,9 +13,10 @@ Formats (written to ``--out``, default ``<workdir>/export``):
     (``model.to_json()``), ``model.weights.h5`` (``save_weights``) and a complete legacy
     ``model.h5``, for ``seed_cnn`` and the VGGs without batch norm. The classifier outputs logits
     (no softmax), so the Keras model's outputs equal ours. Needs ``keras`` (any backend).
-  * ``jax_export``: ``model.jax_export``, the inference forward pass serialised by
-    ``jax.export`` with a symbolic batch size (``jax.export.deserialize(...).call(images)``),
-    and ``model.json``.
+  * ``jax_export``: ``model.jax_export``, the inference forward pass for batches of
+    ``--batch_size`` images serialised by ``jax.export``
+    (``jax.export.deserialize(...).call(images)``), and ``model.json``. The batch size is
+    fixed because `vision_jax.ops` plans its convolutions from concrete shapes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run (or 
                                "`python -m vision_jax.weights import`) wrote.")
 _FORMAT = flags.DEFINE_enum("format", None, list(FORMATS), "What to write.")
 _OUT = flags.DEFINE_string("out", None, "Output directory (default <workdir>/export).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "jax_export: the batch size it takes.")
 flags.mark_flags_as_required(["workdir", "format"])
 
 
@@ -69,13 +71,14 @@ def export_safetensors(variables: dict[str, Any], definition: dict[str, Any],
 
 
 def export_jax(model: Any, variables: dict[str, Any], definition: dict[str, Any],
-               out_dir: str) -> list[str]:
-    """Writes the serialised inference function ``model.jax_export`` and ``model.json``."""
+               out_dir: str, batch_size: int = 1) -> list[str]:
+    """Writes the serialised inference function ``model.jax_export`` (for batches of
+    ``batch_size``) and ``model.json``."""
     import jax
 
     height, width, channels = definition["input_shape"]
-    (batch,) = jax.export.symbolic_shape("batch")
-    images = jax.ShapeDtypeStruct((batch, height, width, channels), np.float32)
+    definition = {**definition, "jax_export_batch_size": batch_size}
+    images = jax.ShapeDtypeStruct((batch_size, height, width, channels), np.float32)
     forward = jax.jit(lambda x: model.apply(variables, x, train=False))
     exported = jax.export.export(forward)(images)
     path = os.path.join(out_dir, "model.jax_export")
@@ -92,7 +95,8 @@ def _write_json(definition: dict[str, Any], out_dir: str) -> str:
     return path
 
 
-def export(workdir: str, fmt: str, out_dir: str | None = None) -> list[str]:
+def export(workdir: str, fmt: str, out_dir: str | None = None,
+           batch_size: int = 1) -> list[str]:
     """Restores ``workdir``'s latest checkpoint and writes it in format ``fmt``."""
     from vision_jax.training import loop, validate
 
@@ -109,7 +113,7 @@ def export(workdir: str, fmt: str, out_dir: str | None = None) -> list[str]:
     if fmt == "safetensors":
         return export_safetensors(variables, definition, out_dir)
     if fmt == "jax_export":
-        return export_jax(exp.model, variables, definition, out_dir)
+        return export_jax(exp.model, variables, definition, out_dir, batch_size)
     from vision_jax.weights.keras_export import export_keras
 
     return export_keras(config.model_name, dict(config.model), variables, input_shape, out_dir)
@@ -131,7 +135,7 @@ def main(argv: list[str]) -> None:
     from vision_jax.weights.convert import config_errors_exit
 
     with user_errors_exit(), config_errors_exit():
-        paths = export(_WORKDIR.value, _FORMAT.value, _OUT.value)
+        paths = export(_WORKDIR.value, _FORMAT.value, _OUT.value, _BATCH_SIZE.value)
     print("wrote " + ", ".join(paths))
 
 
