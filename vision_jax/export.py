@@ -81,6 +81,11 @@ def export_jax(model: Any, variables: dict[str, Any], definition: dict[str, Any]
     images = jax.ShapeDtypeStruct((batch_size, height, width, channels), np.float32)
     forward = jax.jit(lambda x: model.apply(variables, x, train=False))
     exported = jax.export.export(forward)(images)
+    try:
+        import flatbuffers  # noqa: F401 - what Exported.serialize needs
+    except ModuleNotFoundError:
+        raise ExportError("--format jax_export needs the flatbuffers package: pip install "
+                          "'vision_jax[weights]'") from None
     path = os.path.join(out_dir, "model.jax_export")
     with open(path, "wb") as f:
         f.write(exported.serialize())
