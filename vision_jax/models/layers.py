@@ -89,6 +89,31 @@ class MaxPool(nn.Module):
                             impl=self.impl)
 
 
+class AdaptiveAvgPool(nn.Module):
+    """Average pooling to a fixed ``output_size`` map, as ``torch.nn.AdaptiveAvgPool2d``.
+
+    Output cell ``i`` averages input rows ``floor(i * H / out)`` to ``ceil((i + 1) * H / out)``
+    (exclusive), so bins may overlap when ``H`` is not a multiple of ``out``; an input already
+    of the output size passes through unchanged. The bins are static, so this is plain slicing.
+    """
+
+    output_size: tuple[int, int] = (7, 7)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        height, width = x.shape[1:3]
+        out_h, out_w = self.output_size
+        if (height, width) == (out_h, out_w):
+            return x
+        rows = [_bin(i, height, out_h) for i in range(out_h)]
+        cols = [_bin(j, width, out_w) for j in range(out_w)]
+        cells = [[x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in cols] for r0, r1 in rows]
+        return jnp.stack([jnp.stack(row, axis=1) for row in cells], axis=1)
+
+
+def _bin(index: int, size: int, count: int) -> tuple[int, int]:
+    return (index * size) // count, -((-(index + 1) * size) // count)
+
+
 class GlobalAvgPool(nn.Module):
     """Mean over H and W: (N, H, W, C) -> (N, C)."""
 
@@ -115,15 +140,21 @@ def batch_norm_across(axis_name: str | tuple[str, ...]) -> Iterator[None]:
         _BATCH_NORM_AXES.reset(token)
 
 
+# PyTorch's BatchNorm epsilon (and the torchvision reference models'); Keras' layer default is
+# 1e-3 and keras.applications' ResNets use 1.001e-5, so imported models set theirs.
+BATCH_NORM_EPSILON = 1e-5
+
+
 def batch_norm(train: bool, dtype: Dtype | None, param_dtype: Dtype, name: str,
-               scale_init: Initializer = _ones) -> nn.BatchNorm:
-    """BatchNorm with the reference hyper-parameters (momentum 0.9, epsilon 1e-5).
+               scale_init: Initializer = _ones,
+               epsilon: float = BATCH_NORM_EPSILON) -> nn.BatchNorm:
+    """BatchNorm with the reference hyper-parameters (momentum 0.9, epsilon 1e-5 by default).
 
     Statistics over the batch axis of a global (sharded) array are already global under
     ``jit``, so no ``axis_name`` is needed for data parallelism; per-device code wraps its
     ``model.apply`` in `batch_norm_across`.
     """
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, dtype=dtype,
                         param_dtype=param_dtype, scale_init=scale_init, name=name,
                         axis_name=_BATCH_NORM_AXES.get())
 

@@ -11,7 +11,11 @@ Head (``head`` attribute):
   * ``"auto"``    - (default) ``"flatten"`` when the final map is 7x7 (224x224 inputs), else
                     ``"gap"``. Parameter counts therefore depend on the input size.
 ``hidden_units`` (4096 in the paper) sets the width of the two hidden FC layers; 512 is common on
-CIFAR. torchvision's adaptive 7x7 average pool is not used.
+CIFAR.
+
+``adaptive_pool=True`` is torchvision's layout: an adaptive average pool to 7x7 before the
+flattened classifier, whatever the input size (an identity at 224x224), so the ``head`` is always
+``"flatten"``. ``bn_epsilon`` sets the ``_bn`` variants' batch-norm epsilon (PyTorch's 1e-5).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class VGG(nn.Module):
     dropout_rate: float = 0.0
     conv_impl: str = "auto"
     pool_impl: str = "auto"
+    adaptive_pool: bool = False
+    bn_epsilon: float = layers.BATCH_NORM_EPSILON
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
@@ -70,7 +76,8 @@ class VGG(nn.Module):
             x = layers.Conv(int(entry), (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                             param_dtype=self.param_dtype, impl=self.conv_impl, name=name)(x)
             if self.batch_norm:
-                x = layers.batch_norm(train, self.dtype, self.param_dtype, name=f"{name}_bn")(x)
+                x = layers.batch_norm(train, self.dtype, self.param_dtype, name=f"{name}_bn",
+                                      epsilon=self.bn_epsilon)(x)
             x = nn.relu(x)
             conv_in_block += 1
         # The last conv map (after its pool), for class-activation maps; a no-op unless
@@ -87,10 +94,14 @@ class VGG(nn.Module):
         return layers.to_float32_logits(x)
 
     def _pool_or_flatten(self, x: jax.Array) -> jax.Array:
+        if self.adaptive_pool:
+            x = layers.AdaptiveAvgPool((_PAPER_FINAL_MAP,) * 2, name="adaptive_pool")(x)
+            return x.reshape(x.shape[0], -1)
         paper_sized = x.shape[1] == x.shape[2] == _PAPER_FINAL_MAP
         if self.head == "flatten" or (self.head == "auto" and paper_sized):
             return x.reshape(x.shape[0], -1)
         return layers.GlobalAvgPool(name="global_pool")(x)
+
 
 for _depth, _config in (("11", "A"), ("13", "B"), ("16", "D"), ("19", "E")):
     register(f"vgg{_depth}", functools.partial(VGG, config=_config, batch_norm=False))
