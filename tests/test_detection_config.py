@@ -27,7 +27,6 @@ def test_shapes_config_is_valid():
     ({"model_name": "resnet18"}, "config.model_name='resnet18' has no detection head"),
     ({"model.variant": "v9"}, "config.model.variant='v9' is unknown"),
     ({"image_size": 80}, "config.image_size=80 must be a multiple of 32"),
-    ({"augment.rotate_degrees": 5.0}, "config.augment.rotate_degrees must be 0 for detection"),
 ])
 def test_bad_fields_are_one_line_errors(changes, message):
     with pytest.raises(ConfigError) as error:

@@ -303,6 +303,3 @@ def validate_detection_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.image_size={config.image_size} must be a multiple of "
                          f"{max(FPN_STRIDES)} for the fpn variant, e.g. "
                          f"{max(config.image_size // 32, 1) * 32}")
-    if config.augment.rotate_degrees > 0:
-        raise ValueError("config.augment.rotate_degrees must be 0 for detection (rotation "
-                         "would make the boxes wrong); use flip, scale and crop_padding")
