@@ -89,28 +89,35 @@ CLASSIFICATION = ExampleSpec(select=_image_and_label, keys=frozenset({"label"}))
 
 
 @dataclasses.dataclass(frozen=True)
-class Prepare:
-    """`transforms.prepare` with its arguments, as a picklable Grain map (worker processes)."""
+class HostExample:
+    """The one host path for a record at position `index`: select the task's keys, then
+    `transforms.prepare` (channels, fixed-size resize, padded boxes; uint8 images), then
+    tag it: a training row gets ``index``, its position in the global stream, which keys its
+    augmentation and dropout on device (int32 wraps after 2**31 examples, which only repeats
+    keys); an eval row gets ``mask``, 1 for the first `eval_size` positions (real examples)
+    and 0 for padding. One Grain map per example, picklable for worker processes.
+    """
 
+    select: Callable[[dict[str, Any]], dict[str, Any]]
     size: int
     channels: int = 0
     max_boxes: int = 0
+    eval_size: int | None = None
 
-    def __call__(self, example: dict[str, Any]) -> dict[str, Any]:
-        return transforms.prepare(example, self.size, self.channels, self.max_boxes)
+    def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        example = transforms.prepare(self.select(record), self.size, self.channels,
+                                     self.max_boxes)
+        if self.eval_size is None:
+            example["index"] = np.int32(index % 2**31)
+        else:
+            example["mask"] = np.float32(index < self.eval_size)
+        return example
 
 
-def host_dataset(source, spec: ExampleSpec, image_size: int, channels: int
-                 ) -> grain.MapDataset:
-    """The one host path: read -> select -> decode-time resize/convert (uint8)."""
-    dataset = source if isinstance(source, grain.MapDataset) else grain.MapDataset.source(source)
-    return dataset.map(spec.select).map(Prepare(image_size, channels, spec.max_boxes))
-
-
-def _with_index(index: int, example: dict[str, Any]) -> dict[str, Any]:
-    # The position in the global stream keys the example's augmentation and dropout on
-    # device; int32 wraps after 2**31 examples, which only repeats keys.
-    return {**example, "index": np.int32(index % 2**31)}
+def host_example(config: ml_collections.ConfigDict, spec: ExampleSpec,
+                 eval_size: int | None = None) -> HostExample:
+    return HostExample(spec.select, config.image_size, config.get("image_channels", 0),
+                       spec.max_boxes, eval_size)
 
 
 def _read_options() -> grain.ReadOptions:
@@ -148,8 +155,7 @@ def make_train_iterator(
 
     dataset = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat(None)
     spec = spec or CLASSIFICATION
-    dataset = host_dataset(dataset, spec, config.image_size, config.get("image_channels", 0))
-    dataset = dataset.map_with_index(_with_index)
+    dataset = dataset.map_with_index(host_example(config, spec))
     # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
     # the global array -- so the global batch is row for row the one a single process builds,
     # and the per-row randomness of the step (augmentation, dropout), keyed by each row's
@@ -215,11 +221,9 @@ def make_eval_iterator(
     padded_size = num_batches * global_batch
 
     spec = spec or CLASSIFICATION
-    dataset = host_dataset(source, spec, config.image_size, config.get("image_channels", 0))
     copies = math.ceil(padded_size / num_examples)
-    dataset = dataset.repeat(copies, reseed_each_epoch=False)[:padded_size]
-    dataset = dataset.map_with_index(
-        lambda index, example: {**example, "mask": float(index < num_examples)})
+    dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
+    dataset = dataset[:padded_size].map_with_index(host_example(config, spec, num_examples))
     dataset = dataset[process_index::process_count]
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     return EvalBatches(dataset, num_batches, num_examples)
