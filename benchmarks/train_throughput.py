@@ -18,8 +18,10 @@ When PyTorch is installed (never a dependency: ``pip install torch`` to compare)
 model (``benchmarks.torch_twins``: same layers, widths and parameter count) trains in eager
 mode in the same rounds on the same batch, with the config's optimizer family.
 
-Also measured, once each: the input pipeline alone (``make_train_iterator``: decoding and
-augmentation, images/s) and the ``auto:auto`` step fed by that pipeline — what
+Every JAX step includes the on-device augmentation and normalisation of `config.augment`
+(the batch arrives as uint8, as the pipeline gives it). Also measured, once each: the input
+pipeline alone (``make_train_iterator``: reading, decoding, resizing and batching uint8
+images, images/s) and the ``auto:auto`` step fed by that pipeline — what
 ``vision_jax.train`` actually runs.
 
 Writes ``<out>/train_throughput_<model>_<backend>.{json,md}``: records in the DESIGN.md
@@ -140,8 +142,11 @@ def _torch_contender(config: ml_collections.ConfigDict, local_batch: dict) -> Co
     if not torch_twins.has_twin(config.model_name):
         print(f"no PyTorch twin for {config.model_name!r}: no side-by-side baseline")
         return None
-    images = torch.from_numpy(np.ascontiguousarray(
-        np.asarray(local_batch["image"], np.float32).transpose(0, 3, 1, 2)))
+    from vision_jax.augment import normalize
+
+    pixels = normalize(np.asarray(local_batch["image"]), config.normalize.mean,
+                       config.normalize.std)
+    images = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
     labels = torch.from_numpy(np.asarray(local_batch["label"]).astype(np.int64))
     torch.manual_seed(0)
     model = torch_twins.build_twin(config, images.shape[1])

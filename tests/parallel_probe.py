@@ -34,8 +34,11 @@ def make_config(model: str, data_dir: str, steps: int):
         from configs.mnist_cnn import get_config
 
         config = get_config("smoke")
-        # shard_map draws its own dropout mask per device; equality needs no dropout.
-        config.model.dropout_rate = 0.0
+        # Dropout and augmentation on: both are keyed per example, so every strategy and
+        # device count draws the same masks.
+        assert config.model.dropout_rate > 0
+        config.augment.flip = True
+        config.augment.crop_padding = 2
     else:  # batch norm: the statistics must be those of the global batch everywhere
         from configs.cifar10_resnet18 import get_config
 

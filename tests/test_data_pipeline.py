@@ -1,4 +1,5 @@
-"""Grain pipelines: determinism, resume, per-process sharding, eval padding."""
+"""Grain pipelines: determinism, resume, per-process sharding, eval padding; uint8 batches
+keyed by stream position (the augmentation runs on device, see test_augment.py)."""
 
 import json
 
@@ -12,7 +13,6 @@ from vision_jax.data import (
     make_train_iterator,
     validate_data_config,
 )
-from vision_jax.data.transforms import normalize, to_float
 
 SYNTHETIC_INFO = DatasetInfo(name="synthetic", num_classes=3, class_names=None,
                              image_shape=(4, 4, 1), split_sizes={}, num_channels=1)
@@ -29,7 +29,7 @@ def _synthetic_source(size):
 
 
 def _ids(batch):
-    pixels = np.round(batch["image"] * 255).astype(np.int64)
+    pixels = batch["image"].astype(np.int64)
     return pixels[:, 0, 0, 0] + 256 * pixels[:, 0, 1, 0]
 
 
@@ -67,18 +67,20 @@ def _assert_same_batches(a, b):
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x["image"], y["image"])
         np.testing.assert_array_equal(x["label"], y["label"])
+        np.testing.assert_array_equal(x["index"], y["index"])
 
 
 def test_train_batches_have_the_documented_layout(digits_config):
     info = validate_data_config(digits_config)
     iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
-    batch = next(iterator)
-    assert set(batch) == {"image", "label"}
-    assert batch["image"].shape == (16, 28, 28, 1) and batch["image"].dtype == np.float32
+    batch, second = next(iterator), next(iterator)
+    assert set(batch) == {"image", "label", "index"}
+    assert batch["image"].shape == (16, 28, 28, 1) and batch["image"].dtype == np.uint8
     assert batch["label"].shape == (16,) and batch["label"].dtype == np.int32
-    # Normalised from [0, 1]: the range is [(0 - m) / s, (1 - m) / s].
-    assert batch["image"].min() >= (0 - 0.13) / 0.31 - 1e-5
-    assert batch["image"].max() <= (1 - 0.13) / 0.31 + 1e-5
+    # Each row's position in the global stream: what keys its augmentation on device.
+    np.testing.assert_array_equal(batch["index"], np.arange(16))
+    np.testing.assert_array_equal(second["index"], np.arange(16, 32))
+    assert batch["index"].dtype == np.int32
     iterator.close()
 
 
@@ -138,6 +140,7 @@ def test_global_batch_does_not_depend_on_process_count(digits_config):
             row = shards[j // b][k]
             np.testing.assert_array_equal(single[k]["image"][j], row["image"][j % b])
             assert single[k]["label"][j] == row["label"][j % b]
+            assert single[k]["index"][j] == row["index"][j % b] == k * 16 + j
 
 
 def test_train_iterator_crosses_epochs_without_stopping():
@@ -188,12 +191,11 @@ def test_eval_over_digits_test_split_with_two_processes(digits_config):
     assert len(images) == 1000
     assert len({image.tobytes() for image in images}) == 1000
     np.testing.assert_array_equal(np.bincount(labels), [100] * 10)
-    # Eval images are not augmented: they are exactly the normalised source images.
+    # Eval images are the source's uint8 pixels, untouched (normalised on device).
     from vision_jax.data import open_source
 
     source, _ = open_source("builtin:digits", "test", data_dir=digits_config.data_dir)
-    expected = {normalize(to_float(source[i]["image"]), (0.13,), (0.31,)).tobytes()
-                for i in range(len(source))}
+    expected = {np.asarray(source[i]["image"], np.uint8).tobytes() for i in range(len(source))}
     assert {image.tobytes() for image in images} == expected
 
 
@@ -252,9 +254,9 @@ def test_image_channels_converts_grey_digits_to_rgb(digits_config):
     info = validate_data_config(digits_config)
     batch = next(iter(make_eval_iterator(digits_config, info, process_index=0, process_count=1)))
     assert batch["image"].shape == (256, 28, 28, 3)
-    # Same grey pixel in every channel, each shifted by its own mean.
-    np.testing.assert_allclose(batch["image"][..., 1] - batch["image"][..., 0], -0.1, atol=1e-6)
-    np.testing.assert_allclose(batch["image"][..., 2] - batch["image"][..., 0], -0.2, atol=1e-6)
+    # The same grey pixel in every channel.
+    np.testing.assert_array_equal(batch["image"][..., 1], batch["image"][..., 0])
+    np.testing.assert_array_equal(batch["image"][..., 2], batch["image"][..., 0])
     digits_config.image_channels = 2
     with pytest.raises(ValueError, match=r"config\.image_channels=2 must be"):
         validate_data_config(digits_config)

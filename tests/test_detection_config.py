@@ -38,7 +38,6 @@ def test_shapes_configs_are_valid(base):
     ({"model.dropout_rate": 0.5}, "config.model.dropout_rate=0.5 must be 0: fcos has no dropout"),
     ({"model_name": "resnet18"}, "config.model_name='resnet18' has no detection head"),
     ({"image_size": 80}, "config.image_size=80 must be a multiple of 32 for fcos"),
-    ({"augment.rotate_degrees": 5.0}, "config.augment.rotate_degrees must be 0 for detection"),
 ])
 def test_bad_fields_are_one_line_errors(changes, message):
     with pytest.raises(ConfigError) as error:

@@ -1,15 +1,19 @@
-"""Detection data: box-aware flip / shift / scale checked against where the drawn pixels
-went, dropping boxes that leave, batch padding, and the COCO-format JSON source."""
+"""Detection data: the on-device flip / shift / scale / rotation checked against where the
+drawn pixels went, dropping boxes that leave, host resize and batch padding, and the
+COCO-format JSON source."""
 
 from __future__ import annotations
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
+from vision_jax.augment import geometric
 from vision_jax.data import detection as det
+from vision_jax.data import transforms
 from vision_jax.data.sources import open_source
 
 
@@ -27,52 +31,74 @@ def _pixel_box(image, threshold=0.5):
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
 
 
+def _warp(example, matrix, min_visible):
+    """The on-device geometric transform of an example; dropped boxes leave the lists."""
+    height, width = example["image"].shape[:2]
+    image = np.asarray(geometric.warp_image(jnp.asarray(example["image"]), matrix))
+    boxes, classes = geometric.warp_boxes(jnp.asarray(example["boxes"]),
+                                          jnp.asarray(example["classes"]), matrix, height,
+                                          width, min_visible)
+    keep = np.asarray(classes) >= 0
+    return {"image": image, "boxes": np.asarray(boxes)[keep], "classes": np.asarray(classes)[keep]}
+
+
 def test_flip_moves_boxes_with_the_pixels():
-    out = det.flip_with_boxes(_scene([(5, 10, 20, 30)]))
-    np.testing.assert_array_equal(out["boxes"][0], _pixel_box(out["image"]))
-    np.testing.assert_array_equal(out["boxes"][0], [44, 10, 59, 30])
+    out = _warp(_scene([(5, 10, 20, 30)]), geometric.flip_matrix(True, 64, axis=1), 0.25)
+    np.testing.assert_allclose(out["boxes"][0], _pixel_box(out["image"]), atol=1e-4)
+    np.testing.assert_allclose(out["boxes"][0], [44, 10, 59, 30], atol=1e-4)
 
 
 def test_shift_moves_boxes_and_drops_the_ones_that_leave():
     example = _scene([(5, 10, 20, 30), (50, 2, 60, 12)])
-    out = det.shift_with_boxes(example, dy=4, dx=-3, min_visible=0.25)
+    out = _warp(example, geometric.translation(4, -3), min_visible=0.25)
     assert out["classes"].tolist() == [0, 1]
-    np.testing.assert_array_equal(out["boxes"][0], [2, 14, 17, 34])
-    np.testing.assert_array_equal(out["boxes"][1], [47, 6, 57, 16])
+    np.testing.assert_allclose(out["boxes"][0], [2, 14, 17, 34], atol=1e-4)
+    np.testing.assert_allclose(out["boxes"][1], [47, 6, 57, 16], atol=1e-4)
     # Shifted right by 10: box 1 keeps 4 of its 10 columns (40%), kept and clipped at 0.25,
     # dropped at 0.5; box 0 stays whole.
-    kept = det.shift_with_boxes(example, dy=0, dx=10, min_visible=0.25)
+    kept = _warp(example, geometric.translation(0, 10), min_visible=0.25)
     assert kept["classes"].tolist() == [0, 1]
-    np.testing.assert_array_equal(kept["boxes"][1], [60, 2, 64, 12])
-    dropped = det.shift_with_boxes(example, dy=0, dx=10, min_visible=0.5)
+    np.testing.assert_allclose(kept["boxes"][1], [60, 2, 64, 12], atol=1e-4)
+    dropped = _warp(example, geometric.translation(0, 10), min_visible=0.5)
     assert dropped["classes"].tolist() == [0]
-    gone = det.shift_with_boxes(example, dy=0, dx=-25, min_visible=0.0)
+    gone = _warp(example, geometric.translation(0, -25), min_visible=0.0)
     assert gone["classes"].tolist() == [1]  # box 0 left the image entirely
 
 
 @pytest.mark.parametrize("scale, offset", [(2.0, (-20, -30)), (0.5, (5, 9)), (1.5, (0, -10))])
 def test_scale_keeps_boxes_on_the_object(scale, offset):
-    example = _scene([(20, 14, 40, 34)])
-    out = det.scale_with_boxes(example, scale, offset, min_visible=0.25)
+    out = _warp(_scene([(20, 14, 40, 34)]), geometric.zoom(scale, scale, *offset), 0.25)
     assert out["classes"].tolist() == [0]
     # Bilinear edges blur by about a pixel; the box must match the drawn object that closely.
     np.testing.assert_allclose(out["boxes"][0], _pixel_box(out["image"]), atol=1.0)
 
 
+def test_rotation_keeps_boxes_on_the_object():
+    out = _warp(_scene([(20, 14, 40, 34)]), geometric.rotation(20.0, 48, 64), 0.25)
+    assert out["classes"].tolist() == [0]
+    np.testing.assert_allclose(out["boxes"][0], _pixel_box(out["image"]), atol=1.0)
+
+
 def test_scale_crop_drops_boxes_outside_the_crop():
     example = _scene([(2, 2, 10, 10), (30, 20, 40, 30)])
-    out = det.scale_with_boxes(example, 2.0, (-40, -60), min_visible=0.25)  # keeps the centre
+    out = _warp(example, geometric.zoom(2.0, 2.0, -40, -60), 0.25)  # keeps the centre
     assert out["classes"].tolist() == [1]
 
 
-def test_resize_scales_boxes_and_stack_pads_with_minus_one():
-    out = det.resize_with_boxes(_scene([(8, 6, 24, 30)]), 32)
-    assert out["image"].shape == (32, 32, 3)
+def test_prepare_resizes_scales_boxes_and_stack_pads_with_minus_one():
+    scene = _scene([(8, 6, 24, 30)])
+    out = transforms.prepare({**scene, "image": (scene["image"] * 255).astype(np.uint8)}, 32,
+                             max_boxes=3)
+    assert out["image"].shape == (32, 32, 3) and out["image"].dtype == np.uint8
     np.testing.assert_allclose(out["boxes"][0], [4, 4, 12, 20])
-    many = _scene([(1, 1, 5, 5), (6, 6, 9, 9), (10, 10, 20, 20)])
-    batch = det.stack_boxes([many, _scene([])], max_boxes=2)
+    assert out["classes"].tolist() == [0, -1, -1]
+    many = transforms.prepare(_scene([(1, 1, 5, 5), (6, 6, 9, 9), (10, 10, 20, 20)]), 48,
+                              max_boxes=2)
+    none = transforms.prepare(_scene([]), 48, max_boxes=2)
+    batch = transforms.stack([many, none])
     assert batch["boxes"].shape == (2, 2, 4) and batch["classes"].tolist() == [[0, 1], [-1, -1]]
     np.testing.assert_array_equal(batch["boxes"][1], 0)
+    assert batch["boxes"].dtype == np.float32 and batch["image"].dtype == np.uint8
 
 
 def test_select_objects_reads_normalised_yxyx():

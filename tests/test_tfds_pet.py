@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from PIL import Image
 from tfds_local import fill_download_cache, prepare_as_told
 from train_cli import run_train
 
+from vision_jax.augment import device_preprocess
 from vision_jax.data.pipeline import make_eval_iterator, make_train_iterator
 from vision_jax.data.segmentation import segmentation_spec
 from vision_jax.data.sources import open_splits
@@ -173,8 +175,8 @@ def test_eval_batches_hold_the_mapped_trimaps(pet_data, mask_mapping):
     for index, file_name in enumerate(files):
         np.testing.assert_array_equal(masks[index], _expected_mask(tree, file_name))
         jpeg = _decode(tree / "images" / file_name)
-        if jpeg.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):  # not resized: exactly the pixels / 255
-            np.testing.assert_allclose(images[index], jpeg / 255.0, atol=1e-6)
+        if jpeg.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):  # not resized: exactly the uint8 pixels
+            np.testing.assert_array_equal(images[index], jpeg)
         else:
             resized += 1
     assert resized == 3  # one of each of the other sizes
@@ -186,17 +188,18 @@ def test_train_batches_hold_the_trimaps_or_their_mirrors(pet_data):
     config.batch_size = 4
     config.augment.flip = True  # and no other augmentation, so each mask is known up to a flip
     info = open_splits(config.dataset, {"config.train_split": "train"}, config.data_dir)[1]
-    iterator = make_train_iterator(config, info, process_index=0, process_count=1,
-                                   spec=segmentation_spec(config))
+    spec = segmentation_spec(config)
+    iterator = make_train_iterator(config, info, process_index=0, process_count=1, spec=spec)
+    augment = jax.jit(device_preprocess(config, spec).train)  # the train step's, on device
     train = [_expected_mask(tree, f"{stem}.jpg") for stem, _, _ in rows[:8]]
     test = [_expected_mask(tree, f"{stem}.jpg") for stem, _, _ in rows[8:]]
     every = train + test  # precondition: all 12 masks and their mirrors tell the files apart
     assert len({m.tobytes() for m in every + [m[:, ::-1] for m in every]}) == 24
     flipped = 0
     for _ in range(4):  # two epochs
-        batch = next(iterator)
+        batch = augment(next(iterator), jax.random.key(0))
         assert batch["image"].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
-        for mask in batch["segmentation"]:
+        for mask in np.asarray(batch["segmentation"]):
             plain = any(np.array_equal(mask, m) for m in train)
             mirrored = any(np.array_equal(mask, m[:, ::-1]) for m in train)
             assert plain or mirrored, "a train mask that is no train trimap"

@@ -41,38 +41,32 @@ def expand_images(patterns: list[str]) -> list[str]:
 
 
 def load_images(paths: list[str]) -> list:
-    """Decoded uint8 HWC arrays; a file PIL cannot read is an error naming it."""
-    import numpy as np
+    """Decoded uint8 HWC arrays (grey or RGB, as the file is); a file that cannot be read is
+    an error naming it."""
     from PIL import Image, UnidentifiedImageError
+
+    from vision_jax.data.folder import ImageDecodeError, channels_of_mode, decode_image
 
     images = []
     for path in paths:
         try:
             with Image.open(path) as im:
-                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
-                array = np.asarray(im)
-        except (UnidentifiedImageError, OSError) as e:
+                channels = channels_of_mode(im.mode)
+            images.append(decode_image(path, channels))
+        except (UnidentifiedImageError, OSError, ImageDecodeError) as e:
             raise FileNotFoundError(f"--images: {path} is not a readable image ({e})") from None
-        images.append(array[..., None] if array.ndim == 2 else array)
     return images
 
 
 def preprocess(config, info, images: list):
-    """The eval-time preprocessing of the data pipeline, applied to raw images."""
-    import numpy as np
-
+    """The data pipeline's host path (channels, resize, stack) for raw images: a uint8 batch;
+    the predict step normalises on device, as it does for evaluation."""
     from vision_jax.data import transforms
 
-    spec_steps = [transforms.ToFloat(), transforms.ConvertChannels(
-        config.image_channels or info.num_channels), transforms.Resize(config.image_size),
-        transforms.Normalize(config.normalize.mean, config.normalize.std)]
-    out = []
-    for image in images:
-        example = {"image": image}
-        for step in spec_steps:
-            example = step.map(example)
-        out.append(example["image"])
-    return np.stack(out).astype(np.float32)
+    channels = config.get("image_channels", 0) or info.num_channels or 3
+    prepared = [transforms.prepare({"image": image}, config.image_size, channels)
+                for image in images]
+    return transforms.stack(prepared)["image"]
 
 
 def main(argv: list[str]) -> None:

@@ -1,4 +1,4 @@
-"""Detection data: records with boxes, box-aware transforms, the ExampleSpec, COCO JSON.
+"""Detection data: records with boxes, the ExampleSpec, COCO JSON.
 
 An example is ``{"image": HWC, "boxes": (n, 4) float32 xyxy in pixels of the current
 image, "classes": (n,) int32}``. Batches pad the box lists to ``config.detection.max_boxes``
@@ -8,10 +8,10 @@ Sources give records in the layout of the TFDS catalog's detection datasets (VOC
 COCO, `builtin:shapes_detection`): ``objects/bbox`` normalised ``(ymin, xmin, ymax, xmax)``
 and ``objects/label``. `coco:<root>` reads COCO-format JSON (see `open_coco`).
 
-Geometric augmentations move the boxes with the pixels, clip them to the image and drop
-a box whose visible area falls below ``config.detection.min_visible`` of its area before
-the transform (or that has no width or height left). Rotation is not box-safe and is
-refused by the task's config check.
+The on-device geometric augmentations (`vision_jax.augment.geometric`, rotation included)
+move the boxes with the pixels by their corners, clip them to the image and drop a box
+whose visible area falls below ``config.detection.min_visible`` of its transformed area
+(or that has no width or height left).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ import json
 import os
 from typing import Any
 
-import grain
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from vision_jax.data import transforms
+from vision_jax.data.folder import decode_image
 from vision_jax.data.pipeline import ExampleSpec
 
 DEFAULT_MIN_VISIBLE = 0.25
@@ -51,161 +49,18 @@ def select_objects(record: dict[str, Any]) -> dict[str, Any]:
     return {"image": image, "boxes": boxes, "classes": classes}
 
 
-# -- box geometry ------------------------------------------------------------------------------
-
-
-def box_areas(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0,
-                                                                  None)
-
-
-def clip_boxes(example: dict, areas_before: np.ndarray, min_visible: float) -> dict:
-    """Clips boxes to the image; drops those whose visible part is < min_visible of before."""
-    height, width = example["image"].shape[:2]
-    boxes = np.clip(example["boxes"], 0, [width, height, width, height]).astype(np.float32)
-    visible = box_areas(boxes)
-    keep = (visible > 0) & (visible >= min_visible * np.maximum(areas_before, 1e-12))
-    keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return {**example, "boxes": boxes[keep], "classes": example["classes"][keep]}
-
-
-def resize_with_boxes(example: dict, size: int) -> dict:
-    """Resizes the image to size x size (as `transforms.resize`) and scales the boxes."""
-    height, width = example["image"].shape[:2]
-    scale = np.asarray([size / width, size / height] * 2, np.float32)
-    return {**example, "image": transforms.resize(example["image"], size),
-            "boxes": (np.asarray(example["boxes"], np.float32) * scale).astype(np.float32)}
-
-
-def flip_with_boxes(example: dict) -> dict:
-    """Mirrors left-right; x -> width - x."""
-    width = example["image"].shape[1]
-    boxes = example["boxes"]
-    flipped = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], -1)
-    return {**example, "image": transforms.flip_horizontal(example["image"]),
-            "boxes": flipped.astype(np.float32).reshape(-1, 4)}
-
-
-def shift_with_boxes(example: dict, dy: int, dx: int, min_visible: float) -> dict:
-    """Moves the image (and boxes) down by dy, right by dx; uncovered pixels are 0."""
-    areas = box_areas(example["boxes"])
-    moved = {**example, "image": transforms.shift_with_zeros(example["image"], dy, dx),
-             "boxes": example["boxes"] + np.asarray([dx, dy, dx, dy], np.float32)}
-    return clip_boxes(moved, areas, min_visible)
-
-
-def scale_with_boxes(example: dict, scale: float, offset: tuple[int, int],
-                     min_visible: float) -> dict:
-    """Zooms by `scale` and places the result at `offset` = (oy, ox) on a zero canvas of the
-    original size (a negative offset crops, a positive one pads), boxes moved alike."""
-    image = example["image"].astype(np.float32, copy=False)
-    height, width = image.shape[:2]
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    scaled = transforms.resize(image, (new_h, new_w))
-    oy, ox = offset
-    out = np.zeros_like(image)
-    out[max(oy, 0):max(oy, 0) + min(new_h, height),
-        max(ox, 0):max(ox, 0) + min(new_w, width)] = scaled[
-        max(-oy, 0):max(-oy, 0) + min(new_h, height),
-        max(-ox, 0):max(-ox, 0) + min(new_w, width)]
-    factor = np.asarray([new_w / width, new_h / height] * 2, np.float32)
-    areas = box_areas(example["boxes"] * factor)
-    boxes = example["boxes"] * factor + np.asarray([ox, oy, ox, oy], np.float32)
-    return clip_boxes({**example, "image": out, "boxes": boxes}, areas, min_visible)
-
-
-class ResizeWithBoxes(grain.transforms.Map):
-    def __init__(self, size: int):
-        self.size = size
-
-    def map(self, element: dict) -> dict:
-        return resize_with_boxes(element, self.size)
-
-
-class RandomFlipWithBoxes(grain.transforms.RandomMap):
-    """Mirrors left-right with probability 1/2."""
-
-    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
-        return flip_with_boxes(element) if rng.random() < 0.5 else element
-
-
-class RandomShiftWithBoxes(grain.transforms.RandomMap):
-    """Zero-pad by `padding` and crop back: a shift uniform in [-padding, padding]."""
-
-    def __init__(self, padding: int, min_visible: float):
-        self.padding, self.min_visible = padding, min_visible
-
-    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
-        dy, dx = rng.integers(-self.padding, self.padding, size=2, endpoint=True)
-        return shift_with_boxes(element, int(dy), int(dx), self.min_visible)
-
-
-class RandomScaleWithBoxes(grain.transforms.RandomMap):
-    """Zoom by s ~ U(scale_range), then a uniformly placed crop (s > 1) or padding (s < 1)."""
-
-    def __init__(self, scale_range: tuple[float, float], min_visible: float):
-        self.scale_range, self.min_visible = tuple(scale_range), min_visible
-
-    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
-        height, width = element["image"].shape[:2]
-        scale = rng.uniform(*self.scale_range)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        oy = int(rng.integers(min(0, height - new_h), max(0, height - new_h), endpoint=True))
-        ox = int(rng.integers(min(0, width - new_w), max(0, width - new_w), endpoint=True))
-        return scale_with_boxes(element, scale, (oy, ox), self.min_visible)
-
-
 # -- the ExampleSpec ---------------------------------------------------------------------------
 
 
-def stack_boxes(examples: list[dict], max_boxes: int) -> dict[str, np.ndarray]:
-    """Images stacked; boxes padded to (max_boxes, 4) with classes -1."""
-    boxes = np.zeros((len(examples), max_boxes, 4), np.float32)
-    classes = np.full((len(examples), max_boxes), -1, np.int32)
-    for i, example in enumerate(examples):
-        n = min(len(example["classes"]), max_boxes)
-        boxes[i, :n] = np.asarray(example["boxes"], np.float32).reshape(-1, 4)[:n]
-        classes[i, :n] = np.asarray(example["classes"])[:n]
-    batch = {"image": np.stack([e["image"] for e in examples]).astype(np.float32, copy=False),
-             "boxes": boxes, "classes": classes}
-    if "mask" in examples[0]:
-        batch["mask"] = np.asarray([e["mask"] for e in examples], np.float32)
-    return batch
-
-
-@dataclasses.dataclass(frozen=True)
-class _Stack:
-    max_boxes: int
-
-    def __call__(self, examples: list[dict]) -> dict[str, np.ndarray]:
-        return stack_boxes(examples, self.max_boxes)
-
-
-def _preprocess(config: ml_collections.ConfigDict) -> list:
-    steps: list = [transforms.ToFloat()]
-    if config.get("image_channels", 0):
-        steps.append(transforms.ConvertChannels(config.image_channels))
-    return [*steps, ResizeWithBoxes(config.image_size)]
 
 
 def detection_spec(config: ml_collections.ConfigDict, max_boxes: int,
                    min_visible: float = DEFAULT_MIN_VISIBLE) -> ExampleSpec:
-    """How the shared pipeline builds detection batches (see the module docstring)."""
-
-    def augmentations(augment: ml_collections.ConfigDict) -> list:
-        chain: list = []
-        if tuple(augment.scale) != (1.0, 1.0):
-            chain.append(RandomScaleWithBoxes(tuple(augment.scale), min_visible))
-        if augment.crop_padding > 0:
-            chain.append(RandomShiftWithBoxes(augment.crop_padding, min_visible))
-        if augment.flip:
-            chain.append(RandomFlipWithBoxes())
-        if augment.color_jitter > 0:
-            chain.append(transforms.ColorJitter(augment.color_jitter))
-        return chain
-
-    return ExampleSpec(select=select_objects, preprocess=_preprocess,
-                       augmentations=augmentations, stack=_Stack(max_boxes))
+    """How the shared pipeline builds detection examples: boxes and classes, padded to
+    `max_boxes`; on device a box keeps its class while `min_visible` of it stays inside."""
+    del config  # the same keys for every detection config
+    return ExampleSpec(select=select_objects, keys=frozenset({"boxes", "classes"}),
+                       max_boxes=max_boxes, min_visible=min_visible)
 
 
 # -- class names ---------------------------------------------------------------------------------
@@ -356,8 +211,7 @@ class CocoSource:
         return len(self._index.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        with Image.open(self._index.files[i]) as im:
-            image = np.asarray(im.convert("RGB"))
+        image = decode_image(self._index.files[i], 3)
         height, width = image.shape[:2]
         xyxy = self._index.boxes[i]
         yxyx = xyxy[:, [1, 0, 3, 2]] / np.asarray([height, width, height, width], np.float32)

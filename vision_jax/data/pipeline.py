@@ -3,7 +3,9 @@
 Training: one global stream, the same whatever the process count. Position i of
 the stream is example ``shuffle_e(i mod N)`` of epoch ``e = i // N``; Grain folds
 the epoch number into `config.seed`, so every epoch is shuffled differently and
-reproducibly. Each example's augmentation is seeded from `config.seed` and i.
+reproducibly. The host only reads, decodes, resizes and batches (uint8 images); each row
+carries its position i as ``index``, from which the train step keys the example's
+augmentation and dropout on device (`vision_jax.augment`).
 Process p takes positions [k*B + p*b, k*B + (p+1)*b) as its batch k (b = B / P), so
 global batch k is always positions [k*B, (k+1)*B) in the same row order whatever P is,
 and over one epoch the processes see every example exactly once between them.
@@ -29,9 +31,6 @@ from absl import flags
 from vision_jax.data import transforms
 from vision_jax.data.config import check_data_fields, per_process_batch_size
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
-
-# Seed offset for augmentations, so they are not drawn from the shuffle's stream.
-_AUGMENT_SEED_OFFSET = 1_000_003
 
 
 def validate_data_config(
@@ -68,57 +67,57 @@ def _image_and_label(record: dict[str, Any]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class ExampleSpec:
-    """How a task turns source records into batches; the pipeline around it
-    (shuffling, per-process sharding, padding, resumable state) is shared.
+    """What is task-specific about a task's examples; everything else (decode, resize, stack,
+    shuffling, per-process sharding, padding, resumable state, augmentation) is shared.
 
-    select: record -> example dict with "image" and the task's targets.
-    preprocess: config -> deterministic transforms (train and eval), on the example.
-    augmentations: config.augment -> random transforms (train only); geometric ones
-      must move the targets (masks, boxes) together with the image.
-    stack: list of examples -> batch dict of arrays.
+    select: record -> example with "image" (decoded) and the task's targets, of `keys`.
+    keys: the target keys an example carries: "label", "segmentation" (uint8 (H, W)
+      classes) or "boxes" (float32 (n, 4) xyxy pixels) with "classes" (int32 (n,)).
+    max_boxes: box lists are padded (class -1) or cut to this many.
+    min_visible: a box keeps its class while this fraction of it stays in the image.
+    mask_fill: the class of mask pixels a transform brings in from outside the image.
     """
 
     select: Callable[[dict[str, Any]], dict[str, Any]]
-    preprocess: Callable[[ml_collections.ConfigDict], list]
-    augmentations: Callable[[ml_collections.ConfigDict], list]
-    stack: Callable[[list[dict[str, Any]]], dict[str, np.ndarray]]
+    keys: frozenset[str] = frozenset({"label"})
+    max_boxes: int = 0
+    min_visible: float = 0.25
+    mask_fill: int = 0
 
 
-def _preprocess(config: ml_collections.ConfigDict) -> list[grain.transforms.Map]:
-    steps: list[grain.transforms.Map] = [transforms.ToFloat()]
-    if config.get("image_channels", 0):
-        steps.append(transforms.ConvertChannels(config.image_channels))
-    return [*steps, transforms.Resize(config.image_size)]
+CLASSIFICATION = ExampleSpec(select=_image_and_label, keys=frozenset({"label"}))
 
 
-def augmentations(augment: ml_collections.ConfigDict) -> list[grain.transforms.RandomMap]:
-    """The enabled augmentations of `config.augment`, in the order they are applied."""
-    chain: list[grain.transforms.RandomMap] = []
-    if tuple(augment.scale) != (1.0, 1.0):
-        chain.append(transforms.RandomScale(tuple(augment.scale)))
-    if augment.crop_padding > 0:
-        chain.append(transforms.RandomCropWithPadding(augment.crop_padding))
-    if augment.rotate_degrees > 0:
-        chain.append(transforms.RandomRotation(augment.rotate_degrees))
-    if augment.flip:
-        chain.append(transforms.RandomHorizontalFlip())
-    if augment.color_jitter > 0:
-        chain.append(transforms.ColorJitter(augment.color_jitter))
-    return chain
+@dataclasses.dataclass(frozen=True)
+class HostExample:
+    """The one host path for a record at position `index`: select the task's keys, then
+    `transforms.prepare` (channels, fixed-size resize, padded boxes; uint8 images), then
+    tag it: a training row gets ``index``, its position in the global stream, which keys its
+    augmentation and dropout on device (int32 wraps after 2**31 examples, which only repeats
+    keys); an eval row gets ``mask``, 1 for the first `eval_size` positions (real examples)
+    and 0 for padding. One Grain map per example, picklable for worker processes.
+    """
+
+    select: Callable[[dict[str, Any]], dict[str, Any]]
+    size: int
+    channels: int = 0
+    max_boxes: int = 0
+    eval_size: int | None = None
+
+    def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        example = transforms.prepare(self.select(record), self.size, self.channels,
+                                     self.max_boxes)
+        if self.eval_size is None:
+            example["index"] = np.int32(index % 2**31)
+        else:
+            example["mask"] = np.float32(index < self.eval_size)
+        return example
 
 
-def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    batch = {
-        "image": np.stack([e["image"] for e in examples]).astype(np.float32, copy=False),
-        "label": np.asarray([e["label"] for e in examples], np.int32),
-    }
-    if "mask" in examples[0]:
-        batch["mask"] = np.asarray([e["mask"] for e in examples], np.float32)
-    return batch
-
-
-CLASSIFICATION = ExampleSpec(select=_image_and_label, preprocess=_preprocess,
-                             augmentations=augmentations, stack=_stack)
+def host_example(config: ml_collections.ConfigDict, spec: ExampleSpec,
+                 eval_size: int | None = None) -> HostExample:
+    return HostExample(spec.select, config.image_size, config.get("image_channels", 0),
+                       spec.max_boxes, eval_size)
 
 
 def _read_options() -> grain.ReadOptions:
@@ -139,7 +138,8 @@ def make_train_iterator(
 ) -> grain.DatasetIterator:
     """This process's infinite iterator of training batches.
 
-    Yields ``{"image": float32 (b, S, S, C), "label": int32 (b,)}`` with
+    Yields ``{"image": uint8 (b, S, S, C), "label": int32 (b,), "index": int32 (b,)}`` (or
+    the task's targets in place of "label"; ``index`` is each row's stream position) with
     ``b = config.batch_size // process_count`` and ``S = config.image_size``.
     ``get_state()`` is a JSON-serialisable dict; ``set_state(state)`` on a fresh
     iterator resumes exactly after the last batch taken. `source` replaces
@@ -155,19 +155,12 @@ def make_train_iterator(
 
     dataset = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat(None)
     spec = spec or CLASSIFICATION
-    dataset = dataset.map(spec.select)
-    for transform in spec.preprocess(config):
-        dataset = dataset.map(transform)
-    chain = spec.augmentations(config.augment)
-    if chain:
-        dataset = dataset.random_map(
-            transforms.RandomChain(chain), seed=config.seed + _AUGMENT_SEED_OFFSET)
-    dataset = dataset.map(transforms.Normalize(config.normalize.mean, config.normalize.std))
-    # Sharding after the random ops keeps each position's augmentation independent of P.
+    dataset = dataset.map_with_index(host_example(config, spec))
     # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
     # the global array -- so the global batch is row for row the one a single process builds,
-    # and per-row randomness in the step (dropout masks) does not depend on the process count.
-    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack)
+    # and the per-row randomness of the step (augmentation, dropout), keyed by each row's
+    # stream index, does not depend on the process count.
+    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     dataset = dataset[process_index::process_count]
     iter_dataset = dataset.to_iter_dataset(_read_options())
     if config.num_data_workers > 0:
@@ -207,7 +200,7 @@ def make_eval_iterator(
 ) -> EvalBatches:
     """This process's eval batches of `split` (default `config.eval_split`), padded.
 
-    Yields ``{"image": float32 (b, S, S, C), "label": int32 (b,), "mask": float32 (b,)}``
+    Yields ``{"image": uint8 (b, S, S, C), "label": int32 (b,), "mask": float32 (b,)}``
     with ``b = config.eval_batch_size // process_count``; padding examples have
     mask 0. All processes yield ``ceil(N / config.eval_batch_size)`` batches.
     """
@@ -228,14 +221,9 @@ def make_eval_iterator(
     padded_size = num_batches * global_batch
 
     spec = spec or CLASSIFICATION
-    dataset = grain.MapDataset.source(source).map(spec.select)
-    for transform in spec.preprocess(config):
-        dataset = dataset.map(transform)
-    dataset = dataset.map(transforms.Normalize(config.normalize.mean, config.normalize.std))
     copies = math.ceil(padded_size / num_examples)
-    dataset = dataset.repeat(copies, reseed_each_epoch=False)[:padded_size]
-    dataset = dataset.map_with_index(
-        lambda index, example: {**example, "mask": float(index < num_examples)})
+    dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
+    dataset = dataset[:padded_size].map_with_index(host_example(config, spec, num_examples))
     dataset = dataset[process_index::process_count]
-    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=spec.stack)
+    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     return EvalBatches(dataset, num_batches, num_examples)

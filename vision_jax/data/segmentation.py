@@ -1,5 +1,6 @@
-"""Segmentation data: an image + mask folder source, mask-value mapping, joint image/mask
-transforms, and the `ExampleSpec` that turns records into ``{"image", "segmentation"}`` batches.
+"""Segmentation data: an image + mask folder source, mask-value mapping, and
+the `ExampleSpec` that turns records into ``{"image", "segmentation"}`` examples. Resizing,
+batching and the (on-device) augmentations are the shared ones.
 
 Folder layout (``segmentation_folder:<path>``), the Oxford-IIIT Pet one and its generalisation::
 
@@ -34,14 +35,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import grain
 import ml_collections
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vision_jax.data import transforms
+from vision_jax.data.folder import decode_image
 from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.data.sources import DatasetInfo, _check_split
+from vision_jax.data.transforms import resize_mask  # noqa: F401 - the segmentation task's import
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MASK_SUFFIXES = (".png",)
@@ -203,16 +204,6 @@ def decode_mask(path: str) -> np.ndarray:
     return values[..., None]
 
 
-def decode_image(path: str, channels: int) -> np.ndarray:
-    with _open(path) as image:
-        try:
-            pixels = np.asarray(image.convert(_MODES[channels]))
-        except _DECODE_ERRORS as error:
-            raise SegmentationDataError(
-                f"cannot decode {path}: {error}; fix or delete it") from None
-    return pixels.reshape(*pixels.shape[:2], channels)
-
-
 class SegmentationFolderSource:
     """One split of a segmentation folder: records ``{"image": uint8 HWC,
     "segmentation_mask": raw (H, W, 1), "file_name": image path}``."""
@@ -328,129 +319,12 @@ class SelectSegmentation:
         return {"image": record["image"], "segmentation": classes.astype(np.uint8)}
 
 
-# -- joint transforms ----------------------------------------------------------------------------
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an (H, W) uint8 class map to (height, width)."""
-    height, width = size
-    if mask.shape[:2] == (height, width):
-        return mask
-    return np.asarray(Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST))
-
-
-def shift(array: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
-    """`array` moved down by dy and right by dx; uncovered pixels get `fill`."""
-    height, width = array.shape[:2]
-    out = np.full_like(array, fill)
-    if abs(dy) >= height or abs(dx) >= width:
-        return out
-    out[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = (
-        array[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)])
-    return out
-
-
-def _place(array: np.ndarray, size: tuple[int, int], oy: int, ox: int, fill: float) -> np.ndarray:
-    """`array` put at offset (oy, ox) of a `size` canvas of `fill`, cropped to the canvas."""
-    height, width = size
-    out = np.full((height, width, *array.shape[2:]), fill, array.dtype)
-    h, w = array.shape[:2]
-    out[max(oy, 0):max(oy, 0) + min(h, height), max(ox, 0):max(ox, 0) + min(w, width)] = array[
-        max(-oy, 0):max(-oy, 0) + min(h, height), max(-ox, 0):max(-ox, 0) + min(w, width)]
-    return out
-
-
-class JointResize(grain.transforms.Map):
-    """Image bilinear (float32), mask nearest, to `size` x `size`."""
-
-    def __init__(self, size: int):
-        self.size = size
-
-    def map(self, element: dict[str, Any]) -> dict[str, Any]:
-        return {**element, "image": transforms.resize(element["image"], self.size),
-                "segmentation": resize_mask(element["segmentation"], (self.size, self.size))}
-
-
-class JointRandomFlip(grain.transforms.RandomMap):
-    """Mirrors image and mask left-right together with probability 1/2."""
-
-    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        if rng.random() >= 0.5:
-            return element
-        return {**element, "image": transforms.flip_horizontal(element["image"]),
-                "segmentation": np.ascontiguousarray(element["segmentation"][:, ::-1])}
-
-
-class JointRandomCropWithPadding(grain.transforms.RandomMap):
-    """Shift by (dy, dx) ~ U[-padding, padding]^2; padding is 0 in the image and the ignore
-    label in the mask."""
-
-    def __init__(self, padding: int, ignore_label: int):
-        self.padding, self.ignore_label = padding, ignore_label
-
-    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        dy, dx = (int(v) for v in rng.integers(-self.padding, self.padding, size=2, endpoint=True))
-        return {**element, "image": shift(element["image"], dy, dx, 0.0),
-                "segmentation": shift(element["segmentation"], dy, dx, self.ignore_label)}
-
-
-class JointRandomScale(grain.transforms.RandomMap):
-    """Zoom both by s ~ U(scale_range), then crop (s > 1) or pad (s < 1) back to size at a
-    uniform offset; padding is 0 in the image and the ignore label in the mask."""
-
-    def __init__(self, scale_range: tuple[float, float], ignore_label: int):
-        self.scale_range, self.ignore_label = tuple(scale_range), ignore_label
-
-    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        image, mask = element["image"], element["segmentation"]
-        height, width = mask.shape
-        scale = rng.uniform(*self.scale_range)
-        new = (max(1, round(height * scale)), max(1, round(width * scale)))
-        oy = int(rng.integers(min(0, height - new[0]), max(0, height - new[0]), endpoint=True))
-        ox = int(rng.integers(min(0, width - new[1]), max(0, width - new[1]), endpoint=True))
-        return {**element,
-                "image": _place(transforms.resize(image, new), (height, width), oy, ox, 0.0),
-                "segmentation": _place(resize_mask(mask, new), (height, width), oy, ox,
-                                       self.ignore_label)}
-
-
-def segmentation_augmentations(augment: ml_collections.ConfigDict, ignore_label: int = 255
-                               ) -> list[grain.transforms.RandomMap]:
-    """The enabled `config.augment` transforms, geometric ones moving the mask with the image.
-
-    Rotation is not supported for masks (the task's config check rejects it).
-    """
-    chain: list[grain.transforms.RandomMap] = []
-    if tuple(augment.scale) != (1.0, 1.0):
-        chain.append(JointRandomScale(tuple(augment.scale), ignore_label))
-    if augment.crop_padding > 0:
-        chain.append(JointRandomCropWithPadding(augment.crop_padding, ignore_label))
-    if augment.flip:
-        chain.append(JointRandomFlip())
-    if augment.color_jitter > 0:  # photometric: the image only
-        chain.append(transforms.ColorJitter(augment.color_jitter))
-    return chain
-
-
-def segmentation_preprocess(config: ml_collections.ConfigDict) -> list[grain.transforms.Map]:
-    steps: list[grain.transforms.Map] = [transforms.ToFloat()]
-    if config.get("image_channels", 0):
-        steps.append(transforms.ConvertChannels(config.image_channels))
-    return [*steps, JointResize(config.image_size)]
-
-
-def stack_segmentation(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    batch = {
-        "image": np.stack([e["image"] for e in examples]).astype(np.float32, copy=False),
-        "segmentation": np.stack([e["segmentation"] for e in examples]).astype(np.int32),
-    }
-    if "mask" in examples[0]:  # eval padding: 1 real example, 0 padding
-        batch["mask"] = np.asarray([e["mask"] for e in examples], np.float32)
-    return batch
+# -- the ExampleSpec ------------------------------------------------------------------------------
 
 
 def segmentation_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
-    """How the pipeline builds segmentation batches for `config` (see the module docstring)."""
+    """How the pipeline builds segmentation batches for `config` (see the module docstring):
+    examples carry a uint8 class map; pixels a transform brings in are the ignore label."""
     seg = config.segmentation
     ignore_label = int(seg.get("ignore_label", 255))
     mapping = seg.get("mask_mapping", None)
@@ -461,8 +335,4 @@ def segmentation_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
         ignore_label=ignore_label,
         mask_key=seg.get("mask_key", MASK_KEY),
         unmapped=seg.get("unmapped", "error"))
-    return ExampleSpec(
-        select=select,
-        preprocess=segmentation_preprocess,
-        augmentations=functools.partial(segmentation_augmentations, ignore_label=ignore_label),
-        stack=stack_segmentation)
+    return ExampleSpec(select=select, keys=frozenset({"segmentation"}), mask_fill=ignore_label)

@@ -283,10 +283,7 @@ def create_detection_task(config: ml_collections.ConfigDict, info) -> DetectionT
 
 
 def validate_detection_config(config: ml_collections.ConfigDict) -> None:
-    """Checks config.detection, the detector's own options in config.model, the input size
-    the detector accepts, and the augmentations detection allows."""
+    """Checks config.detection, the detector's own options in config.model and the input size
+    the detector accepts."""
     detection_section(config)
     create_detector(config)
-    if config.augment.rotate_degrees > 0:
-        raise ConfigError("config.augment.rotate_degrees must be 0 for detection (rotation "
-                          "would make the boxes wrong); use flip, scale and crop_padding")

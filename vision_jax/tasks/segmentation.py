@@ -259,9 +259,6 @@ def validate_segmentation_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.segmentation.mask_mapping entry {raw!r}: {cls!r} must map a "
                              f"raw value >= 0 to a class in [0, {num_classes}) or the ignore "
                              f"label {ignore}")
-    if config.augment.rotate_degrees:
-        raise ValueError("config.augment.rotate_degrees is not supported for segmentation (masks "
-                         "are not rotated); set it to 0")
 
 
 def create_segmentation_task(config: ml_collections.ConfigDict, info) -> SegmentationTask:

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from vision_jax import augment as augment_lib
 from vision_jax import data as data_lib
 from vision_jax import tasks
 from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
@@ -101,12 +102,13 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
     abstract_state = jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, state_sharding)
     batch, replicated = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
+    preprocess = augment_lib.device_preprocess(config, task.example_spec(config))
     if config.sharding.strategy == "shard_map":
         train_step, eval_step, predict_step = shard_map_steps(
-            model, tx, task, mesh, replicated, batch)
+            model, tx, task, mesh, replicated, batch, preprocess)
     else:
         train_step, eval_step, predict_step = jit_steps(
-            model, tx, task, state_sharding, batch, replicated)
+            model, tx, task, state_sharding, batch, replicated, preprocess)
     checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)
     return Experiment(config, workdir, info, mesh, model, task, tx, steps_per_epoch, total_steps,
                       abstract_state, checkpointer, train_step, eval_step, predict_step)
@@ -158,6 +160,8 @@ def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str
     outputs = multihost_utils.process_allgather(outputs, tiled=True)
     if exp.is_main:
         first = {k: np.asarray(v)[:count] for k, v in local.items()}
+        first["image"] = augment_lib.normalize(first["image"], exp.config.normalize.mean,
+                                               exp.config.normalize.std)
         outputs = jax.tree.map(lambda x: np.asarray(x)[:count], outputs)
         exp.task.write_examples(first, outputs, out_dir, prefix)
 
