@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from absl import logging
+
 
 @dataclasses.dataclass
 class Evaluator:
@@ -33,6 +35,7 @@ class Evaluator:
     def run(self, step: int, evaluate: Callable[[str], Any]) -> Any:
         """`evaluate(split)` at `step`, remembered as the latest result."""
         self.last_step, self.last_result = step, evaluate(self.split)
+        logging.info("evaluated split %r at step %d", self.split, step)
         return self.last_result
 
     def final(self, step: int, evaluate: Callable[[str], Any]) -> Any:

@@ -83,6 +83,7 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
         raise
     except (ValueError, FileNotFoundError) as e:  # the data layer's one-line messages
         raise ConfigError(str(e)) from None
+    task = create_task(run, config, info)
 
     train_size = info.split_sizes.get(run.data.train_split)
     if train_size is None:  # a TFDS slice such as "train[:90%]"
@@ -95,7 +96,6 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
                                         total_steps)
     model = validate.build_model(run)
     traced_init = validate.check_model_fits(run, model, tx, info)
-    task = create_task(run, config, info)
 
     mesh = mesh_lib.make_mesh(run.mesh)
     state_sharding = _state_sharding(run.sharding, traced_init.shapes, mesh)

@@ -117,12 +117,18 @@ def _values(config: ml_collections.ConfigDict, cls: type) -> dict[str, Any]:
 
 
 def _check_known_fields(config: ml_collections.ConfigDict) -> None:
+    """Every top-level field known, every one present (a config is built from
+    `default_config`, and a workdir's config.json holds them all)."""
     known = list(default_config().keys())
     for key in config.keys():
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean config.{close[0]}?" if close else ""
             raise ConfigError(f"config.{key} is not a known field{hint}")
+    for key in known:
+        if key not in config:
+            raise ConfigError(f"config.{key} is missing; build the config from "
+                              "vision_jax.training.defaults.default_config()")
 
 
 def _required(config: ml_collections.ConfigDict) -> None:

@@ -55,15 +55,16 @@ class TracedInit:
         run = jax.extend.core.jaxpr_as_fun(self.jaxpr)
         treedef = jax.tree.structure(self.shapes)
 
-        def init(key):
+        def state_from_jaxpr(key):
             return jax.tree.unflatten(treedef, run(*jax.tree.leaves(key)))
 
-        return jax.jit(init, out_shardings=shardings)(rng)
+        return jax.jit(state_from_jaxpr, out_shardings=shardings)(rng)
 
 
 def trace_init(model: nn.Module, tx: optax.GradientTransformation,
                image_shape: tuple) -> TracedInit:
     """Traces the model's init (and the optimiser's) once; shape errors surface here."""
     init = functools.partial(init_train_state, model, tx, image_shape=image_shape)
-    jaxpr, shapes = jax.make_jaxpr(init, return_shape=True)(jax.random.key(0))
+    key = jax.eval_shape(lambda: jax.random.key(0))  # abstract: nothing runs or compiles
+    jaxpr, shapes = jax.make_jaxpr(init, return_shape=True)(key)
     return TracedInit(jaxpr, shapes)
