@@ -165,14 +165,15 @@ def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
 
 
 def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str = "eval",
-                   count: int = 8) -> None:
+                   count: int = 8, split: str | None = None) -> None:
     """Pictures of the first eval images with their predictions (task-specific); nothing is
     predicted or gathered for a task that draws none."""
     if not getattr(exp.task, "draws_examples", True):
         return
     batches = data_lib.make_eval_iterator(
-        exp.config, exp.info, process_index=jax.process_index(),
-        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
+        exp.config, exp.info, split or exp.run.data.eval_split,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=exp.task.example_spec(exp.config))
     local = next(iter(batches))
     outputs = exp.predict_step(state, exp.global_batch({"image": local["image"]})["image"])
     # Every process takes part in the gather; only the main one draws.
@@ -286,7 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             result = evaluator.final(final_step, evaluate_split)
             final.update(_prefixed(exp.task.summarize(result), evaluator.prefix))
             if evaluator.reports:
-                write_examples(exp, state, workdir, evaluator.prefix)
+                write_examples(exp, state, workdir, evaluator.prefix, split=evaluator.split)
                 if exp.is_main:
                     exp.task.write_report(result, workdir, evaluator.prefix)
         if exp.is_main:
