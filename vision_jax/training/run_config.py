@@ -22,7 +22,15 @@ import ml_collections
 from vision_jax import models
 from vision_jax.data.config import AugmentSection, DataSection, augment_section, data_section
 from vision_jax.errors import ConfigError
-from vision_jax.sections import build, non_negative, one_of, option, positive, registered
+from vision_jax.sections import (
+    REQUIRED,
+    build,
+    non_negative,
+    one_of,
+    option,
+    positive,
+    registered,
+)
 from vision_jax.tasks import TASKS
 from vision_jax.training.defaults import default_config
 from vision_jax.training.optimizer import OptimizerSection, ScheduleSection
@@ -85,9 +93,10 @@ class ModelSection:
     """The model: its registered name, its class count, compute dtype and own options."""
 
     model_name: str = option("seed_cnn", "registered model name", check=_model_name)
-    num_classes: int = option(None, "number of classes", check=positive)
+    num_classes: int = option(REQUIRED, "the number of classes", check=positive)
     dtype: str = option("float32", "compute dtype (params stay float32)", check=one_of(*DTYPES))
-    # config.model, checked against the model's own fields, as sorted (key, value) pairs.
+    # config.model, checked against the model's own fields (by `parse_config`, which fills
+    # this in), as sorted (key, value) pairs.
     options: tuple = option((), "config.model")
 
     @property
@@ -131,28 +140,16 @@ def _check_known_fields(config: ml_collections.ConfigDict) -> None:
                               "vision_jax.training.defaults.default_config()")
 
 
-def _required(config: ml_collections.ConfigDict) -> None:
-    for field, doc in (("dataset", "what to load, e.g. builtin:digits"),
-                       ("image_size", "the side images are resized to"),
-                       ("num_classes", "the number of classes")):
-        if config.get(field) is None:
-            raise ConfigError(f"config.{field} is required ({doc}); set it in the config file "
-                              f"or with --config.{field}=...")
-
-
 def parse_config(config: ml_collections.ConfigDict) -> RunConfig:
     """The typed sections of `config`; one `ConfigError` line for the first problem."""
     _check_known_fields(config)
-    _required(config)
     data = data_section(config)
     augment = augment_section(config)
     task_name = config.task
     problem = registered(TASKS)(task_name)
     if problem:
         raise ConfigError(f"config.task={task_name!r} {problem}")
-    values = _values(config, ModelSection)
-    values.pop("options", None)  # config.model is checked against the model below
-    model = build(ModelSection, values, "config")
+    model = build(ModelSection, _values(config, ModelSection), "config")
     entry = TASKS.get(task_name)
     if entry.validate_config is not None:  # a task still checking the whole ConfigDict
         try:
