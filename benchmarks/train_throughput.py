@@ -171,12 +171,14 @@ def _torch_contender(config: ml_collections.ConfigDict, local_batch: dict) -> Co
 def _train_batches(config: ml_collections.ConfigDict):
     """This process's training iterator, built as `vision_jax.train` builds it."""
     from vision_jax import data as data_lib
-    from vision_jax import tasks
+    from vision_jax.training import loop
+    from vision_jax.training.run_config import parse_config
 
     info = data_lib.validate_data_config(config, jax.process_count())
+    task = loop.create_task(parse_config(config), config, info)
     return data_lib.make_train_iterator(
         config, info, process_index=jax.process_index(), process_count=jax.process_count(),
-        spec=tasks.create(config, info).example_spec(config))
+        spec=task.example_spec(config))
 
 
 def _input_pipeline_images_per_s(config: ml_collections.ConfigDict, batches: int) -> float:

@@ -8,11 +8,12 @@ Measured: not run to completion here (CIFAR-10 is not downloadable on the
 development machine); `:smoke` runs the same model on the built-in digits.
 """
 
-from configs.smoke import apply_smoke
+from configs import common
 from vision_jax.training.defaults import default_config
 
 
 def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, "configs/cifar10_resnet18.py")
     config = default_config()
     config.model_name = "resnet18"
     config.model.stem = "cifar"
@@ -37,7 +38,5 @@ def get_config(arg: str | None = None):
     config.schedule.warmup_epochs = 5.0
     config.log_every_steps = 100
     if arg == "smoke":
-        apply_smoke(config)
-    elif arg:
-        raise ValueError(f"configs/cifar10_resnet18.py: unknown argument {arg!r}; use 'smoke'")
+        common.apply_smoke(config)
     return config

@@ -8,11 +8,12 @@ Measured: not run here (no TPU and no ImageNet on the development machine).
 `:smoke` runs the same model on built-in data in seconds.
 """
 
-from configs.smoke import apply_smoke
+from configs import common
 from vision_jax.training.defaults import default_config
 
 
 def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, "configs/imagenet_vgg16.py")
     config = default_config()
     config.model_name = "vgg16_bn"
     config.model.dropout_rate = 0.5
@@ -22,8 +23,8 @@ def get_config(arg: str | None = None):
     config.image_size = 224
     config.image_channels = 3
     config.dtype = "bfloat16"
-    config.normalize.mean = (0.485, 0.456, 0.406)
-    config.normalize.std = (0.229, 0.224, 0.225)
+    config.normalize.mean = common.IMAGENET_MEAN
+    config.normalize.std = common.IMAGENET_STD
     config.augment.flip = True
     config.augment.scale = (1.0, 1.6)
     config.batch_size = 256
@@ -39,9 +40,7 @@ def get_config(arg: str | None = None):
     config.log_every_steps = 100
     config.keep_checkpoints = 2
     if arg == "smoke":
-        apply_smoke(config)
+        common.apply_smoke(config)
         config.image_size = 32
         config.dtype = "float32"
-    elif arg:
-        raise ValueError(f"configs/imagenet_vgg16.py: unknown argument {arg!r}; use 'smoke'")
     return config

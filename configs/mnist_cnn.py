@@ -8,10 +8,12 @@ JAX 0.10.2 (`python -m benchmarks.mnist_vs_keras`, which also runs the Keras bas
 Arguments: `configs/mnist_cnn.py:smoke` finishes in seconds (a CI check).
 """
 
+from configs import common
 from vision_jax.training.defaults import default_config
 
 
 def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, "configs/mnist_cnn.py")
     config = default_config()
     config.model_name = "seed_cnn"
     config.model.dropout_rate = 0.3
@@ -34,11 +36,8 @@ def get_config(arg: str | None = None):
     config.schedule.warmup_epochs = 1.0
     config.log_every_steps = 50
     if arg == "smoke":
-        config.num_steps = 12
-        config.batch_size = 32
-        config.log_every_steps = 4
-        config.eval_every_steps = 6
-        config.checkpoint_every_steps = 6
-    elif arg:
-        raise ValueError(f"configs/mnist_cnn.py: unknown argument {arg!r}; use 'smoke' or none")
+        common.apply_smoke(config, {
+            "num_steps": 12, "batch_size": 32, "eval_batch_size": 500, "log_every_steps": 4,
+            "eval_every_steps": 6, "checkpoint_every_steps": 6, "schedule.warmup_steps": 0,
+            "progress_bar": True})
     return config

@@ -32,7 +32,7 @@ Arguments:
   smoke    a few steps of a tiny U-Net on the built-in shapes (seconds; a CI check).
 """
 
-from configs.smoke import apply_smoke
+from configs import common
 from vision_jax.training.defaults import default_config
 
 PET_CLASSES = ("pet", "background", "border")
@@ -58,8 +58,8 @@ def _pets(config):
     config.segmentation.mask_mapping = {1: 0, 2: 1, 3: 2}  # trimap - 1
     config.image_size = 128
     config.image_channels = 3  # a few Pet images are grey or RGBA
-    config.normalize.mean = (0.485, 0.456, 0.406)  # ImageNet statistics
-    config.normalize.std = (0.229, 0.224, 0.225)
+    config.normalize.mean = common.IMAGENET_MEAN
+    config.normalize.std = common.IMAGENET_STD
     config.augment.scale = (0.75, 1.25)
     config.augment.crop_padding = 8
     config.augment.color_jitter = 0.2
@@ -101,18 +101,12 @@ def _shapes(config):
 
 
 def get_config(arg: str | None = None):
+    arg = common.parse_arg(arg, "configs/pets_unet.py", ("builtin", "smoke"))
     config = _common(default_config())
-    if arg is None or arg == "":
+    if not arg:
         return _pets(config)
     if arg == "builtin":
         return _shapes(config)
-    if arg == "smoke":
-        config = apply_smoke(_shapes(config))
-        config.model.depth = 2
-        config.model.base_width = 4
-        config.eval_split = "test[:64]"
-        config.eval_batch_size = 32
-        config.progress_bar = False
-        return config
-    raise ValueError(f"configs/pets_unet.py: unknown argument {arg!r}; use 'builtin', 'smoke' "
-                     "or none")
+    return common.apply_smoke(_shapes(config), {
+        "model.depth": 2, "model.base_width": 4, "eval_split": "test[:64]",
+        "eval_batch_size": 32})

@@ -1,5 +1,6 @@
-"""The optimiser chain and schedules built from the config."""
+"""The optimiser chain and schedules built from their config sections and registries."""
 
+import dataclasses
 import math
 
 import jax
@@ -8,21 +9,25 @@ import numpy as np
 import optax
 import pytest
 
+from vision_jax.errors import ConfigError
+from vision_jax.sections import build
 from vision_jax.training import optimizer as opt
 from vision_jax.training.defaults import default_config
 
 
 def _config(**fields):
+    """(OptimizerSection, ScheduleSection) of the default config with `fields` changed."""
     c = default_config()
     c.update_from_flattened_dict(fields)
-    return c
+    return (build(opt.OptimizerSection, c.optimizer, "config.optimizer"),
+            build(opt.ScheduleSection, c.schedule, "config.schedule"))
 
 
 def test_warmup_cosine_matches_formula():
     c = _config(**{"schedule.name": "warmup_cosine", "schedule.warmup_epochs": 2.0,
                    "optimizer.learning_rate": 0.4})
     steps_per_epoch, total = 10, 100
-    lr = opt.learning_rate_schedule(c, steps_per_epoch, total)
+    lr = opt.learning_rate_schedule(*c, steps_per_epoch, total)
     warmup = 20
     for step in (0, 5, 10, 19):
         assert lr(step) == pytest.approx(0.4 * step / warmup, abs=1e-7)
@@ -35,7 +40,7 @@ def test_warmup_cosine_matches_formula():
 def test_step_decay_multiplies_at_epochs():
     c = _config(**{"schedule.name": "step", "schedule.decay_epochs": (3.0, 6.0),
                    "optimizer.learning_rate": 1.0})
-    lr = opt.learning_rate_schedule(c, steps_per_epoch=10, total_steps=100)
+    lr = opt.learning_rate_schedule(*c, steps_per_epoch=10, total_steps=100)
     assert lr(29) == pytest.approx(1.0)
     assert lr(30) == pytest.approx(0.1)
     assert lr(59) == pytest.approx(0.1)
@@ -51,7 +56,7 @@ def test_weight_decay_mask_only_kernels():
     # SGD without momentum, zero gradient: only the kernel moves, by lr * wd * w.
     c = _config(**{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
                    "optimizer.learning_rate": 0.5, "optimizer.weight_decay": 0.1})
-    tx = opt.create_optimizer(c, 10, 100)
+    tx = opt.create_optimizer(*c, 10, 100)
     grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(grads, tx.init(params), params, value=jnp.zeros(()))
     np.testing.assert_allclose(updates["conv"]["kernel"], -0.5 * 0.1 * 1.0)
@@ -62,7 +67,7 @@ def test_weight_decay_mask_only_kernels():
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_each_optimizer_descends(name):
     c = _config(**{"optimizer.name": name, "optimizer.learning_rate": 0.05})
-    tx = opt.create_optimizer(c, 10, 100)
+    tx = opt.create_optimizer(*c, 10, 100)
     params = {"w": jnp.array([3.0, -2.0])}
     state = tx.init(params)
     loss = lambda p: jnp.sum(p["w"] ** 2)
@@ -77,7 +82,7 @@ def test_each_optimizer_descends(name):
 def test_gradient_clipping_bounds_update():
     c = _config(**{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
                    "optimizer.learning_rate": 1.0, "optimizer.grad_clip_norm": 1.0})
-    tx = opt.create_optimizer(c, 10, 100)
+    tx = opt.create_optimizer(*c, 10, 100)
     params = {"w": jnp.zeros(2)}
     updates, _ = tx.update({"w": jnp.array([30.0, 40.0])}, tx.init(params), params,
                            value=jnp.zeros(()))
@@ -87,9 +92,9 @@ def test_gradient_clipping_bounds_update():
 def test_gradient_accumulation_equals_mean_gradient():
     """k accumulated micro-batches give the update of one step on their mean gradient."""
     base = {"optimizer.name": "sgd", "optimizer.momentum": 0.9, "optimizer.learning_rate": 0.1}
-    accumulated = opt.create_optimizer(_config(**base, **{"optimizer.grad_accum_steps": 3}),
+    accumulated = opt.create_optimizer(*_config(**base, **{"optimizer.grad_accum_steps": 3}),
                                        10, 100)
-    single = opt.create_optimizer(_config(**base), 10, 100)
+    single = opt.create_optimizer(*_config(**base), 10, 100)
     params = {"w": jnp.array([1.0, 2.0])}
     grads = [{"w": jnp.array(g)} for g in ([1.0, 0.0], [0.0, 3.0], [2.0, 3.0])]
     state = accumulated.init(params)
@@ -107,7 +112,7 @@ def test_plateau_reduces_learning_rate_when_loss_stalls():
                    "optimizer.learning_rate": 1.0, "schedule.name": "plateau",
                    "schedule.plateau_patience": 2, "schedule.plateau_factor": 0.5})
     steps_per_epoch = 4
-    tx = opt.create_optimizer(c, steps_per_epoch, 100)
+    tx = opt.create_optimizer(*c, steps_per_epoch, 100)
     params = {"w": jnp.zeros(1)}
     state = tx.init(params)
     grads = {"w": jnp.ones(1)}
@@ -117,10 +122,37 @@ def test_plateau_reduces_learning_rate_when_loss_stalls():
         sizes.append(float(-u["w"][0]))
     assert sizes[0] == pytest.approx(1.0)
     assert sizes[-1] < 0.6  # reduced at least once
-    lr = opt.current_learning_rate(c, steps_per_epoch, 100, 23, state)
+    lr = opt.current_learning_rate(*c, steps_per_epoch, 100, 23, state)
     assert lr == pytest.approx(sizes[-1])
 
 
 def test_total_steps_from_epochs_or_steps():
-    assert opt.total_train_steps(_config(num_epochs=2.5), 10) == 25
-    assert opt.total_train_steps(_config(num_steps=7), 10) == 7
+    assert opt.total_train_steps(2.5, 0, 10) == 25
+    assert opt.total_train_steps(2.5, 7, 10) == 7
+
+
+def test_names_are_registries_with_did_you_mean():
+    assert opt.OPTIMIZERS.names() == ["adam", "adamw", "rmsprop", "sgd"]
+    assert opt.SCHEDULES.names() == ["constant", "plateau", "step", "warmup_cosine"]
+    with pytest.raises(ConfigError, match=r"config\.optimizer\.name='adamx' is unknown; did you "
+                                          r"mean 'adam'\?"):
+        _config(**{"optimizer.name": "adamx"})
+    with pytest.raises(ConfigError, match=r"config\.schedule\.warmup_epochs=-1\.0 must be >= 0"):
+        _config(**{"schedule.warmup_epochs": -1.0})
+
+
+def test_a_registered_optimizer_is_usable_by_name():
+    @opt.OPTIMIZERS.register("test_sign_sgd")
+    def _sign_sgd(o, lr):
+        return optax.chain(optax.scale_by_sign(), optax.scale_by_learning_rate(lr))
+
+    try:
+        optimizer, schedule = _config(**{"optimizer.learning_rate": 0.5})
+        optimizer = dataclasses.replace(optimizer, name="test_sign_sgd")
+        tx = opt.create_optimizer(optimizer, schedule, 10, 100)
+        params = {"w": jnp.zeros(2)}
+        updates, _ = tx.update({"w": jnp.array([3.0, -0.1])}, tx.init(params), params,
+                               value=jnp.zeros(()))
+        np.testing.assert_allclose(updates["w"], [-0.5, 0.5])
+    finally:
+        opt.OPTIMIZERS._entries.pop("test_sign_sgd")

@@ -174,6 +174,7 @@ def test_an_fsdp_size_no_parameter_divides_stops_the_cli_before_compiling(tmp_pa
 
 def _config(**fields):
     config = default_config()
+    config.dataset, config.image_size, config.num_classes = "builtin:digits", 28, 10
     config.batch_size = config.eval_batch_size = 64
     for path, value in fields.items():
         group, _, name = path.rpartition("__")
@@ -206,11 +207,14 @@ def test_valid_sharding_configs_pass():
                              process_count=1)
 
 
-def test_a_workdir_written_before_config_sharding_existed_still_loads(tmp_path):
+def test_a_config_without_a_group_is_a_one_line_error(tmp_path):
+    """No silent defaults for a missing group (workdirs written before config.sharding
+    existed are no longer read)."""
     from vision_jax.training import loop
 
-    old = default_config().to_dict()
+    old = _config().to_dict()
     del old["sharding"]
     (tmp_path / "config.json").write_text(json.dumps(old))
     config = loop.load_workdir_config(str(tmp_path))
-    assert config.sharding.strategy == "jit" and config.sharding.fsdp_min_size == 2**18
+    with pytest.raises(validate.ConfigError, match=r"^config\.sharding is missing; build"):
+        validate.validate_config(config, device_count=8, process_count=1)

@@ -64,6 +64,7 @@ def test_indivisible_size_names_image_size_and_divisor(size, depth, divisor):
 def test_indivisible_size_is_a_config_error_before_compiling():
     config = default_config()
     config.model_name, config.num_classes, config.image_size = "unet", 3, 36
+    config.dataset = "builtin:shapes_segmentation"
     config.model.depth = 3
     config.model.base_width = 4
     info = DatasetInfo("x", None, None, None, {"train": 1}, num_channels=3)

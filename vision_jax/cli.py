@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib.util
+import os
 import sys
 
+from vision_jax.errors import ConfigError
 from vision_jax.training.checkpoint import CheckpointError
-from vision_jax.training.validate import ConfigError
 
 # Failures whose message already says what to fix: print it, not a traceback.
 USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
@@ -25,29 +28,70 @@ def user_errors_exit():
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing, with `--config.<field>` mistakes as one-line errors.
 
-    ml_collections raises AttributeError/KeyError (with a traceback) for an
-    override of a field that does not exist; absl reports bad values itself.
+    ml_collections raises AttributeError/KeyError (with a traceback) for an override of a
+    field that does not exist; the field is found by walking each override's path through
+    the config file's own ConfigDict, then named with a "did you mean".
     """
-    import re
-
     from absl import flags
 
+    config_arg = _config_argument(argv)
+    if config_arg:
+        _put_config_root_on_path(config_arg)
     try:
         return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        text = str(e).replace("\\n", " ").replace("\\'", "'").strip("'\" ")
-        match = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
-        missing = match.group(2) if match else re.sub(r"[^\w].*$", "", text.strip("'\" "))
-        # The override whose path names the missing key; absl does not say which it was.
-        paths = [a.split("=")[0][2:] for a in argv if a.startswith("--config.")]
-        field = next((p for p in paths if p.split(".")[-1] == missing or f".{missing}." in p),
-                     f"config.{missing}")
-        hint = f"; did you mean {field.rsplit('.', 1)[0]}.{match.group(1)}?" if match else ""
-        print(f"error: {field} is not a known field{hint}", file=sys.stderr)
+    except (AttributeError, KeyError):
+        message = _unknown_override(config_arg, argv) if config_arg else None
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _config_argument(argv: list[str]) -> str | None:
+    """The value of ``--config=FILE[:ARG]`` (or ``--config FILE``) in `argv`."""
+    for index, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def _put_config_root_on_path(config_arg: str) -> None:
+    """Config files live in ``<root>/configs/`` and import ``configs.common``: make that
+    importable from any working directory."""
+    directory = os.path.dirname(os.path.abspath(config_arg.split(":", 1)[0]))
+    if os.path.basename(directory) == "configs" and os.path.dirname(directory) not in sys.path:
+        sys.path.insert(0, os.path.dirname(directory))
+
+
+def _unknown_override(config_arg: str, argv: list[str]) -> str | None:
+    """``config.a.b is not a known field; did you mean config.a.c?`` for the first
+    ``--config.a.b=...`` override whose path the config file's ConfigDict lacks."""
+    path, _, arg = config_arg.partition(":")
+    try:
+        spec = importlib.util.spec_from_file_location("_vision_jax_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        config = module.get_config(arg) if arg else module.get_config()
+    except Exception:  # noqa: BLE001 - absl reports a config file that does not load
+        return None
+    for override in argv:
+        if not override.startswith("--config."):
+            continue
+        keys = override[2:].split("=", 1)[0].split(".")[1:]
+        node, prefix = config, "config"
+        for key in keys:
+            known = list(node.keys()) if hasattr(node, "keys") else []
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
+                return f"{prefix}.{key} is not a known field{hint}"
+            node, prefix = node[key], f"{prefix}.{key}"
+    return None
 
 
 def quiet_library_logs() -> None:

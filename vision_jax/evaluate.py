@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
 
     with user_errors_exit():
         exp, state = loop.restore_experiment(_WORKDIR.value)
-        split = _SPLIT.value or exp.config.eval_split
+        split = _SPLIT.value or exp.run.data.eval_split
         results = loop.evaluate(exp, state, split)
     metrics = {"step": int(jax.device_get(state.step)),
                **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}

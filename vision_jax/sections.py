@@ -77,6 +77,18 @@ def one_of(*choices: Any) -> Check:
     return check
 
 
+def registered(registry: Any) -> Check:
+    """The value names an entry of `registry` (a `vision_jax.registry.Registry`)."""
+    def check(value) -> str | None:
+        if value in registry:
+            return None
+        known = registry.names()
+        close = difflib.get_close_matches(str(value), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        return f"is unknown{hint} known {registry.kind}s: {', '.join(known)}"
+    return check
+
+
 # -- building -------------------------------------------------------------------------------
 
 
@@ -98,10 +110,11 @@ def build(cls: type[S], values: Mapping[str, Any] | None, prefix: str) -> S:
     kwargs = {}
     for name, f in known.items():
         path = f"{prefix}.{name}"
+        if values.get(name) is None and f.default is REQUIRED:
+            # None is how an ml_collections placeholder reads before it is set.
+            raise ConfigError(f"{path} is required: {f.metadata.get('doc', 'set it')}; set "
+                              f"it in the config file or with --{path}=...")
         if name not in values:
-            if f.default is REQUIRED:
-                raise ConfigError(f"{path} is required: {f.metadata.get('doc', 'set it')}; set "
-                                  f"it in the config file or with --{path}=...")
             if dataclasses.is_dataclass(hints.get(name)) and f.default is dataclasses.MISSING:
                 kwargs[name] = build(hints[name], None, path)
             continue

@@ -1,38 +1,93 @@
-"""The data fields of a training config, with defaults, and their validation."""
+"""The data fields of a training config: their typed sections, defaults and validation.
+
+`DataSection` and `AugmentSection` are what the data layer is handed once the config is
+parsed (`vision_jax.training.run_config.parse_config`); they keep the ConfigDict's attribute
+names and nesting (``section.image_size``, ``section.normalize.mean``), so code written
+against the ConfigDict reads a section unchanged. `AugmentSection` is separate so the
+augmentation vocabulary can be replaced without touching the rest.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
+
+from vision_jax.augment.section import AugmentSection
+from vision_jax.augment.section import augment_section as build_augment_section
+from vision_jax.errors import ConfigError
+from vision_jax.sections import REQUIRED, build, non_negative, one_of, option, positive
+
+
+def _all_positive(values) -> str | None:
+    return None if all(v > 0 for v in values) else "must be positive"
+
+
+def _min_max(values) -> str | None:
+    low, high = values
+    return None if 0 < low <= high else "must be (min, max) with 0 < min <= max"
+
+
+class _ConfigLike:
+    """``get`` as on a ConfigDict, for data-layer code that reads optional fields that way."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormalizeSection(_ConfigLike):
+    mean: tuple[float, ...] = option((0.0,), "per-channel (or one) mean, [0, 1] pixel units")
+    std: tuple[float, ...] = option((1.0,), "per-channel (or one) std, [0, 1] pixel units",
+                                    check=_all_positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection(_ConfigLike):
+    """What to read and how to batch it (the flat ``config.<field>`` data fields)."""
+
+    dataset: str = option(REQUIRED, "what to load: builtin:<name>, tfds:<name>[:version] or "
+                                    "folder:<path>")
+    data_dir: str = option("", "TFDS data dir, or the base of a relative folder: path")
+    train_split: str = option("train", "training split (TFDS slices work)")
+    eval_split: str = option("test", "evaluation split")
+    image_size: int = option(REQUIRED, "images are resized to image_size x image_size",
+                             check=positive)
+    image_channels: int = option(0, "0 = the dataset's own, 1 or 3 converts",
+                                 check=one_of(0, 1, 3))
+    batch_size: int = option(128, "GLOBAL training batch size", check=positive)
+    eval_batch_size: int = option(256, "GLOBAL evaluation batch size", check=positive)
+    seed: int = option(0, "seeds the shuffle and the augmentations")
+    num_data_workers: int = option(0, "0 = threads in the training process; N = N worker "
+                                      "processes", check=non_negative)
+    normalize: NormalizeSection = option(NormalizeSection(), "(x - mean) / std per channel")
+
+
+DATA_FIELDS = tuple(f.name for f in dataclasses.fields(DataSection))
+
+
+def data_section(config: Mapping | ml_collections.ConfigDict) -> DataSection:
+    """The `DataSection` of a config whose data fields sit at its top level."""
+    values = {k: config[k] for k in DATA_FIELDS if k in config}
+    return build(DataSection, values, "config")
+
+
+def augment_section(config: Mapping | ml_collections.ConfigDict) -> AugmentSection:
+    """The `AugmentSection` of a config's `augment` group (vision_jax.augment owns it)."""
+    return build_augment_section(config.get("augment"))
 
 
 def default_data_config() -> ml_collections.ConfigDict:
-    """A ConfigDict holding every field the data pipeline reads, with safe defaults.
+    """A ConfigDict holding every field the data pipeline reads, with defaults for the data
+    layer's own tests (a digits dataset at 28 px). Training configs start from
+    `vision_jax.training.defaults.default_config`, whose dataset and image_size are unset.
 
-    Fields:
-      dataset: what to load: ``builtin:<name>`` (offline, e.g. ``builtin:digits``),
-        ``tfds:<name>[:version]`` (a prepared TFDS catalog dataset) or
-        ``folder:<path>`` (class-per-subfolder images).
-      data_dir: the TFDS data dir ('' = the TFDS default, ~/tensorflow_datasets);
-        for ``folder:`` datasets, the base of a relative path.
-      train_split / eval_split: split names (TFDS slices like ``train[:90%]`` work
-        for ``builtin:`` and ``tfds:``).
-      image_size: every image is resized to image_size x image_size (bilinear).
-      image_channels: 0 = the dataset's own channel count; 1 or 3 converts
-        (grey -> RGB repeats the channel, RGB -> grey takes the ITU-R 601 luma).
-        Optional: configs without it get 0.
-      batch_size / eval_batch_size: GLOBAL batch sizes, summed over processes;
-        each must be a multiple of the process count.
-      seed: seeds the per-epoch shuffle and the augmentations.
-      num_data_workers: 0 = load in the training process (threads); N > 0 = N
-        worker processes per training process.
-      normalize.mean / normalize.std: per-channel (or one value for all channels),
-        in [0, 1] pixel units: images are scaled to [0, 1], then (x - mean) / std.
-      augment (training only):
-        crop_padding: pad this many zero pixels per side, crop back (0 = off).
-        flip: random horizontal flip.
-        scale: (min, max) zoom factor, then crop/pad back ((1.0, 1.0) = off).
-        rotate_degrees: rotate by up to +/- this many degrees (0 = off).
-        color_jitter: brightness/contrast/saturation strength (0 = off).
+    Fields: see `DataSection` and `AugmentSection` (each field's doc).
     """
     config = ml_collections.ConfigDict()
     config.dataset = "builtin:digits"
@@ -48,72 +103,35 @@ def default_data_config() -> ml_collections.ConfigDict:
     config.normalize = ml_collections.ConfigDict()
     config.normalize.mean = (0.0,)
     config.normalize.std = (1.0,)
-    config.augment = ml_collections.ConfigDict()
-    config.augment.crop_padding = 0
-    config.augment.flip = False
-    config.augment.scale = (1.0, 1.0)
-    config.augment.rotate_degrees = 0.0
-    config.augment.color_jitter = 0.0
+    config.augment = ml_collections.ConfigDict(dataclasses.asdict(AugmentSection()))
     return config
-
-
-def _require_fields(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
-                    prefix: str = "config") -> None:
-    for key, value in reference.items():
-        if key not in config:
-            raise ValueError(
-                f"{prefix}.{key} is missing; build the config from "
-                "vision_jax.data.default_data_config() or set the field")
-        if isinstance(value, ml_collections.ConfigDict):
-            _require_fields(config[key], value, f"{prefix}.{key}")
 
 
 def per_process_batch_size(global_size: int, process_count: int, field: str) -> int:
     """`global_size // process_count`, or a one-line error naming `field` if it does not divide."""
     if global_size <= 0 or global_size % process_count:
-        raise ValueError(
+        raise ConfigError(
             f"{field}={global_size} must be a positive multiple of the process count "
             f"{process_count}; set it to e.g. "
             f"{max(1, global_size // process_count) * process_count}")
     return global_size // process_count
 
 
-def check_data_fields(config: ml_collections.ConfigDict, num_channels: int | None,
-                      process_count: int = 1, *, training: bool = True) -> None:
-    """One-line errors for data fields that are out of range (no data is read).
+def check_data_fields(config: Any, num_channels: int | None, process_count: int = 1, *,
+                      training: bool = True) -> None:
+    """One-line `ConfigError`s for data fields that are out of range (no data is read).
 
     `training=False` skips the fields only training reads (batch_size, augment).
     """
-    reference = default_data_config()
-    del reference["image_channels"]  # optional: absent means 0
-    _require_fields(config, reference)
-    if config.get("image_channels", 0) not in (0, 1, 3):
-        raise ValueError(
-            f"config.image_channels={config.image_channels} must be 0 (the dataset's), 1 or 3")
-    if config.image_size <= 0:
-        raise ValueError(f"config.image_size={config.image_size} must be positive")
+    data = config if isinstance(config, DataSection) else data_section(config)
     if training:
-        per_process_batch_size(config.batch_size, process_count, "config.batch_size")
-    per_process_batch_size(config.eval_batch_size, process_count, "config.eval_batch_size")
-    if config.num_data_workers < 0:
-        raise ValueError(f"config.num_data_workers={config.num_data_workers} must be >= 0")
+        per_process_batch_size(data.batch_size, process_count, "config.batch_size")
+        if not isinstance(config, DataSection):
+            augment_section(config)
+    per_process_batch_size(data.eval_batch_size, process_count, "config.eval_batch_size")
     for name in ("mean", "std"):
-        values = tuple(config.normalize[name])
+        values = getattr(data.normalize, name)
         if num_channels is not None and len(values) not in (1, num_channels):
-            raise ValueError(
+            raise ConfigError(
                 f"config.normalize.{name}={values} has {len(values)} values but the dataset "
                 f"has {num_channels} channel(s); give 1 or {num_channels} values")
-    if any(s <= 0 for s in config.normalize.std):
-        raise ValueError(f"config.normalize.std={tuple(config.normalize.std)} must be positive")
-    if not training:
-        return
-    augment = config.augment
-    if augment.crop_padding < 0:
-        raise ValueError(f"config.augment.crop_padding={augment.crop_padding} must be >= 0")
-    low, high = augment.scale
-    if not 0 < low <= high:
-        raise ValueError(
-            f"config.augment.scale={tuple(augment.scale)} must be (min, max) with 0 < min <= max")
-    if augment.rotate_degrees < 0 or augment.color_jitter < 0:
-        raise ValueError(
-            "config.augment.rotate_degrees and config.augment.color_jitter must be >= 0")

@@ -1,6 +1,6 @@
-"""What every task gives the trainer, and the pieces tasks share.
+"""What every task gives the trainer, how a task registers itself, and the pieces tasks share.
 
-The loop calls only these methods, so adding a task never touches it:
+The `Task` protocol is all the loop calls, so adding a task never touches it:
 
 - `loss(outputs, batch) -> (scalar loss, metric sums)` inside the jitted train step;
 - `eval_outputs(outputs, batch) -> pytree` inside the jitted eval step (sums, or
@@ -8,19 +8,94 @@ The loop calls only these methods, so adding a task never touches it:
 - `new_accumulator()` whose `add(eval_outputs)` collects a split on the host;
 - `summarize(accumulator or sums) -> {metric: float}`;
 - `write_report(accumulator, out_dir, prefix)` at the end of a run;
-- `write_examples(batch, outputs, out_dir, prefix)`: pictures of a few eval
-  images (host arrays, normalised as fed) with their predictions (may do nothing);
+- `draws_examples` / `write_examples(batch, outputs, out_dir, prefix)`: pictures of a few
+  eval images (host arrays, normalised as fed) with their predictions; the loop runs the
+  prediction for them only when `draws_examples` is true;
 - `write_predictions(images, outputs, names, out_dir)` for `vision_jax.predict`;
 - `example_spec(config)`: how the data pipeline builds this task's batches.
 
 Batches always carry "image" (float32 NHWC) and, in evaluation, "mask" (1 for a
 real example, 0 for padding); targets use other keys.
+
+Adding a task: a module defines its options as a frozen dataclass section (fields with
+`vision_jax.sections.option`, checks beside them) and registers a `TaskEntry` in
+`vision_jax.tasks.TASKS`::
+
+    @dataclasses.dataclass(frozen=True)
+    class CountingOptions:
+        max_count: int = option(10, "largest count predicted", check=positive)
+
+    TASKS.register("counting", TaskEntry(
+        create=lambda options, *, num_classes, info, data: CountingTask(options.max_count),
+        options=CountingOptions, group="counting"))
+
+and adds its module to `TASKS`'s lazy module list in `vision_jax/tasks/__init__.py`. The
+options are read from ``config.<group>`` (a ConfigDict group in `default_config`), built
+once when the run is parsed, and handed to `create` with explicit arguments (the number
+of classes, the dataset's `DatasetInfo`, the `DataSection`); `check` sees the options with
+the sections they must agree with. A group set for a task other than ``config.task`` is
+an error naming its first field.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
 import jax
 import numpy as np
+
+
+@runtime_checkable
+class Task(Protocol):
+    """The contract between a task and the training loop (see the module docstring)."""
+
+    draws_examples: bool
+
+    def loss(self, outputs: Any, batch: dict) -> tuple[jax.Array, dict]: ...
+
+    def eval_outputs(self, outputs: Any, batch: dict) -> Any: ...
+
+    def new_accumulator(self) -> Any: ...
+
+    def summarize(self, sums: Any) -> dict[str, float]: ...
+
+    def write_report(self, accumulator: Any, out_dir: str, prefix: str = "eval") -> Any: ...
+
+    def write_examples(self, batch: dict, outputs: Any, out_dir: str,
+                       prefix: str = "eval") -> None: ...
+
+    def write_predictions(self, images: Any, outputs: Any, names: list[str],
+                          out_dir: str) -> list[dict]: ...
+
+    def example_spec(self, config: Any) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+    """How a task is built from a parsed config.
+
+    create: ``create(options, *, num_classes, info, data) -> Task``; `options` is the built
+      options section (None when the task declares none), `info` the dataset's
+      `DatasetInfo`, `data` the `DataSection`. Raise `ConfigError` for a mismatch with
+      the dataset (e.g. its class count).
+    options: the frozen dataclass of the task's options, or None.
+    group: the config group its options come from (``config.segmentation``); None reads
+      each options field from the config's top level (``config.label_smoothing``).
+    check: ``check(options, *, num_classes, augment) -> None``, for rules that involve
+      other sections; raises `ConfigError`.
+    from_config / validate_config: transitional hooks for a task not yet on sections
+      (detection): ``from_config(config, info)`` and ``validate_config(config)`` receive the
+      whole ConfigDict; the group is then free-form and checked by `validate_config`.
+    """
+
+    create: Callable[..., Task] | None = None
+    options: type | None = None
+    group: str | None = None
+    check: Callable[..., None] | None = None
+    from_config: Callable[[Any, Any], Task] | None = None
+    validate_config: Callable[[Any], None] | None = None
 
 
 class SumAccumulator:

@@ -3,6 +3,7 @@ and at the end a per-class report and a confusion matrix."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -12,12 +13,15 @@ import numpy as np
 import optax
 
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
+from vision_jax.errors import ConfigError
 from vision_jax.metrics.classification import (
     classification_report,
     confusion_matrix_update,
     format_report,
 )
-from vision_jax.tasks.base import SumAccumulator
+from vision_jax.sections import in_range, option
+from vision_jax.tasks import TASKS
+from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
 
 class ClassificationTask:
@@ -26,6 +30,8 @@ class ClassificationTask:
     Steps return *sums* (not means) so that batches, devices, processes and a
     resumed run all add up to exactly the same totals.
     """
+
+    draws_examples = False  # the report and the confusion matrix say it all
 
     def __init__(self, num_classes: int, class_names: list[str], label_smoothing: float = 0.0):
         self.num_classes = num_classes
@@ -106,7 +112,7 @@ class ClassificationTask:
 
     def write_examples(self, batch: dict, logits: np.ndarray, out_dir: str,
                        prefix: str = "eval") -> None:
-        """Nothing beyond the report and the confusion matrix for now."""
+        """Nothing beyond the report and the confusion matrix (`draws_examples` is False)."""
 
     def write_predictions(self, images: np.ndarray, logits: np.ndarray, names: list[str],
                           out_dir: str) -> list[dict]:
@@ -121,3 +127,23 @@ class ClassificationTask:
         with open(os.path.join(out_dir, "predictions.json"), "w") as f:
             json.dump(results, f, indent=1)
         return results
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationOptions:
+    """Classification's options, read from the config's top level."""
+
+    label_smoothing: float = option(0.0, "mix this much of the uniform distribution into the "
+                                         "one-hot targets", check=in_range(0.0, 1.0,
+                                                                           high_open=True))
+
+
+def _create(options: ClassificationOptions, *, num_classes: int, info, data) -> ClassificationTask:
+    if info.num_classes and num_classes != info.num_classes:
+        raise ConfigError(
+            f"config.num_classes={num_classes} but dataset {data.dataset!r} has "
+            f"{info.num_classes} classes; set --config.num_classes={info.num_classes}")
+    return ClassificationTask(num_classes, info.class_names, options.label_smoothing)
+
+
+TASKS.register("classification", TaskEntry(create=_create, options=ClassificationOptions))

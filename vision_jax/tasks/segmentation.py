@@ -1,7 +1,7 @@
 """Semantic segmentation: per-pixel softmax cross-entropy (optional class weights and Dice
 term, an ignore label), pixel accuracy, and a confusion matrix giving mIoU and per-class IoU.
 
-Config fields (`config.segmentation`, all optional):
+Config fields (`config.segmentation`, all optional; `SegmentationOptions` below):
   ignore_label (255): pixels with this label count in no loss and no metric; it must be
     >= num_classes and <= 255 (masks are uint8). Padding added by crops and zooms gets it.
   class_weights (()): one weight per class; the cross-entropy is the weighted mean over
@@ -19,9 +19,10 @@ all from sums accumulated over batches and devices, padding examples excluded.
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import json
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,22 +31,26 @@ import numpy as np
 import optax
 from PIL import Image
 
+from vision_jax.data.config import augment_section
 from vision_jax.data.pipeline import ExampleSpec
-from vision_jax.data.segmentation import resize_mask, segmentation_spec
+from vision_jax.data.segmentation import MASK_KEY, resize_mask, segmentation_spec
+from vision_jax.errors import ConfigError
 from vision_jax.metrics.segmentation import (
     per_class_accuracy,
     segmentation_confusion_update,
     segmentation_metrics,
 )
-from vision_jax.tasks.base import SumAccumulator
+from vision_jax.sections import build, in_range, non_negative, one_of, option
+from vision_jax.tasks import TASKS
+from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
-FIELDS = ("ignore_label", "class_weights", "dice_weight", "class_names", "mask_key",
-          "mask_mapping", "unmapped")
 DICE_SMOOTH = 1.0  # keeps the Dice term defined (and its gradient finite) for absent classes
 
 
 class SegmentationTask:
     """Loss, metric sums and reports for per-pixel classification into `num_classes`."""
+
+    draws_examples = True
 
     def __init__(self, num_classes: int, class_names: list[str] | None = None, *,
                  ignore_label: int = 255, class_weights: list[float] | None = None,
@@ -223,50 +228,60 @@ def _fmt(value: float | None) -> str:
     return f"{value:7.4f}" if value is not None else f"{'n/a':>7}"
 
 
-def validate_segmentation_config(config: ml_collections.ConfigDict) -> None:
-    """One-line ValueErrors naming the `config.segmentation.*` (or augment) field to fix."""
-    seg = config.segmentation
-    for key in seg.keys():
-        if key not in FIELDS:
-            close = difflib.get_close_matches(key, FIELDS, n=1)
-            hint = f"; did you mean config.segmentation.{close[0]}?" if close else ""
-            raise ValueError(f"config.segmentation.{key} is not a known field{hint} "
-                             f"(fields: {', '.join(FIELDS)})")
-    num_classes = config.num_classes
-    ignore = seg.get("ignore_label", 255)
-    if not isinstance(ignore, int) or not num_classes <= ignore <= 255:
-        raise ValueError(f"config.segmentation.ignore_label={ignore!r} must be an int in "
-                         f"[num_classes={num_classes}, 255] (masks are uint8)")
+@dataclasses.dataclass(frozen=True)
+class SegmentationOptions:
+    """``config.segmentation`` (see the module docstring for each field's meaning)."""
+
+    ignore_label: int = option(255, "label of pixels no loss or metric counts",
+                               check=in_range(0, 255))
+    class_weights: tuple[float, ...] = option((), "one cross-entropy weight per class, or ()")
+    dice_weight: float = option(0.0, "weight of the soft Dice term", check=non_negative)
+    class_names: tuple[str, ...] = option((), "names for reports; () = class_<i>")
+    mask_key: str = option(MASK_KEY, "the records' mask feature")
+    mask_mapping: Any = option(None, "{raw mask value: class}, or None")
+    unmapped: str = option("error", "a raw value outside mask_mapping: 'error' or 'ignore'",
+                           check=one_of("error", "ignore"))
+
+
+def check_segmentation_options(options: SegmentationOptions, *, num_classes: int,
+                               augment: Any) -> None:
+    """The rules that tie `options` to the class count and to the augmentations."""
+    ignore = options.ignore_label
+    if not num_classes <= ignore <= 255:
+        raise ConfigError(f"config.segmentation.ignore_label={ignore!r} must be an int in "
+                          f"[num_classes={num_classes}, 255] (masks are uint8)")
     if num_classes > 255:
-        raise ValueError(f"config.num_classes={num_classes}: segmentation masks are uint8, so "
-                         "at most 255 classes")
-    weights = tuple(seg.get("class_weights", ()) or ())
+        raise ConfigError(f"config.num_classes={num_classes}: segmentation masks are uint8, so "
+                          "at most 255 classes")
+    weights = options.class_weights
     if weights and (len(weights) != num_classes or min(weights) < 0 or sum(weights) <= 0):
-        raise ValueError(f"config.segmentation.class_weights={weights} must be {num_classes} "
-                         "non-negative numbers (one per class, not all 0), or () for none")
-    if seg.get("dice_weight", 0.0) < 0:
-        raise ValueError(f"config.segmentation.dice_weight={seg.dice_weight} must be >= 0")
-    names = tuple(seg.get("class_names", ()) or ())
+        raise ConfigError(f"config.segmentation.class_weights={weights} must be {num_classes} "
+                          "non-negative numbers (one per class, not all 0), or () for none")
+    names = options.class_names
     if names and len(names) != num_classes:
-        raise ValueError(f"config.segmentation.class_names has {len(names)} names for "
-                         f"config.num_classes={num_classes}")
-    if seg.get("unmapped", "error") not in ("error", "ignore"):
-        raise ValueError(f"config.segmentation.unmapped={seg.unmapped!r} must be 'error' or "
-                         "'ignore'")
-    for raw, cls in dict(seg.get("mask_mapping", None) or {}).items():
+        raise ConfigError(f"config.segmentation.class_names has {len(names)} names for "
+                          f"config.num_classes={num_classes}")
+    for raw, cls in dict(options.mask_mapping or {}).items():
         if not (str(raw).isdigit() and isinstance(cls, int)
                 and (0 <= cls < num_classes or cls == ignore)):
-            raise ValueError(f"config.segmentation.mask_mapping entry {raw!r}: {cls!r} must map a "
-                             f"raw value >= 0 to a class in [0, {num_classes}) or the ignore "
-                             f"label {ignore}")
+            raise ConfigError(f"config.segmentation.mask_mapping entry {raw!r}: {cls!r} must map "
+                              f"a raw value >= 0 to a class in [0, {num_classes}) or the ignore "
+                              f"label {ignore}")
 
 
-def create_segmentation_task(config: ml_collections.ConfigDict, info) -> SegmentationTask:
-    seg = config.segmentation
-    names = tuple(seg.get("class_names", ()) or ()) or None
+def _create(options: SegmentationOptions, *, num_classes: int, info, data) -> SegmentationTask:
     return SegmentationTask(
-        config.num_classes, list(names) if names else None,
-        ignore_label=int(seg.get("ignore_label", 255)),
-        class_weights=list(seg.get("class_weights", ()) or ()) or None,
-        dice_weight=float(seg.get("dice_weight", 0.0)),
-        normalize_mean=tuple(config.normalize.mean), normalize_std=tuple(config.normalize.std))
+        num_classes, list(options.class_names) or None, ignore_label=options.ignore_label,
+        class_weights=list(options.class_weights) or None, dice_weight=options.dice_weight,
+        normalize_mean=data.normalize.mean, normalize_std=data.normalize.std)
+
+
+TASKS.register("segmentation", TaskEntry(create=_create, options=SegmentationOptions,
+                                         group="segmentation", check=check_segmentation_options))
+
+
+def validate_segmentation_config(config: ml_collections.ConfigDict) -> None:
+    """`ConfigError`s naming the `config.segmentation.*` (or augment) field to fix."""
+    options = build(SegmentationOptions, config.segmentation, "config.segmentation")
+    check_segmentation_options(options, num_classes=config.num_classes,
+                               augment=augment_section(config))

@@ -2,12 +2,16 @@
 
 Configs in `configs/` start from `default_config()` and override what they
 need; `--config.<field>=value` on the command line can only set fields that
-exist here (ml_collections rejects unknown fields and wrong types).
+exist here (ml_collections rejects unknown fields and wrong types). The defaults
+are neutral: `dataset`, `image_size` and `num_classes` are unset placeholders that
+every config must set (`vision_jax.training.run_config.parse_config` says so in one
+line). Each group becomes a typed section when the run is built (see run_config.py).
 """
 
 from __future__ import annotations
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from vision_jax.data.config import default_data_config
 
@@ -18,14 +22,16 @@ def default_config() -> ml_collections.ConfigDict:
     # --- what to train -------------------------------------------------
     c.task = "classification"  # vision_jax.tasks registry name
     c.model_name = "seed_cnn"  # vision_jax.models registry name
-    # Extra keyword arguments for vision_jax.models.create (model-specific).
+    # Keyword arguments for vision_jax.models.create, checked against the model's own fields
+    # (a key the chosen model does not take is an error, unless left at this default).
     c.model = ml_collections.ConfigDict(
         {"dropout_rate": 0.0, "conv_impl": "auto", "pool_impl": "auto"}
     )
-    c.num_classes = 10
+    c.num_classes = placeholder(int)  # required
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params stay float32)
-    c.label_smoothing = 0.0
-    # Task-specific fields, checked by the task itself (see vision_jax/tasks/).
+    c.label_smoothing = 0.0  # classification only
+    # Task-specific fields, each group the options section of its task (vision_jax/tasks/);
+    # setting the group of a task other than config.task is an error.
     c.segmentation = ml_collections.ConfigDict()
     c.detection = ml_collections.ConfigDict()
 
@@ -33,6 +39,8 @@ def default_config() -> ml_collections.ConfigDict:
     data = default_data_config()
     for key in data.keys():
         c[key] = data[key]
+    c.dataset = placeholder(str)  # required
+    c.image_size = placeholder(int)  # required
 
     # --- how long ----------------------------------------------------------
     c.num_epochs = 10.0  # used when num_steps == 0

@@ -1,8 +1,9 @@
 """The training loop: data → jitted step → logging, evaluation, checkpoints.
 
 It knows nothing about which task or model it runs; those come from the
-registries. Everything here is identical on one CPU, many devices and many
-processes: the mesh and the shardings carry the difference.
+registries, and the config arrives parsed into typed sections (`run_config.py`).
+Everything here is identical on one CPU, many devices and many processes: the mesh
+and the shardings carry the difference.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from jax.experimental import multihost_utils
 
 from vision_jax import augment as augment_lib
 from vision_jax import data as data_lib
-from vision_jax import tasks
+from vision_jax.errors import ConfigError
 from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
 from vision_jax.parallel import mesh as mesh_lib
 from vision_jax.parallel import sharding_rules
+from vision_jax.tasks import TASKS, Task
 from vision_jax.training import optimizer as optimizer_lib
 from vision_jax.training import validate
 from vision_jax.training.checkpoint import Checkpointer
-from vision_jax.training.defaults import default_config
+from vision_jax.training.evaluators import Evaluator, build_evaluators
 from vision_jax.training.logging import MetricWriter, Progress
-from vision_jax.training.state import TrainState, init_train_state
+from vision_jax.training.run_config import RunConfig, ShardingSection
+from vision_jax.training.state import TracedInit, TrainState
 from vision_jax.training.step import jit_steps
 from vision_jax.training.step_shard_map import shard_map_steps
 
@@ -42,20 +45,23 @@ CHECKPOINT_DIR = "checkpoints"
 class Experiment:
     """Everything built from a config before the first step runs."""
 
-    config: ml_collections.ConfigDict
+    config: ml_collections.ConfigDict  # as given: the data layer still reads it
+    run: RunConfig  # the typed sections every other layer receives
     workdir: str
     info: Any
     mesh: jax.sharding.Mesh
     model: Any
-    task: Any
+    task: Task
     tx: Any
     steps_per_epoch: int
     total_steps: int
     abstract_state: TrainState  # shapes, dtypes and shardings of the state
+    traced_init: TracedInit  # the model's init, traced once
     checkpointer: Checkpointer
     train_step: Any
     eval_step: Any
     predict_step: Any
+    evaluators: list[Evaluator]
 
     @property
     def is_main(self) -> bool:
@@ -69,76 +75,89 @@ class Experiment:
 
 
 def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
-    """Validates the config against devices, data and model, then builds the run.
-
-    Nothing is compiled until every check has passed.
-    """
-    validate.validate_config(config)
+    """Parses the config into sections, checks them against devices, data and model, then
+    builds the run: the model once, its init traced once. Nothing is compiled until every
+    check has passed."""
+    run = validate.validate_config(config)
     try:
         info = data_lib.validate_data_config(config, jax.process_count())
+    except ConfigError:
+        raise
     except (ValueError, FileNotFoundError) as e:  # the data layer's one-line messages
-        raise validate.ConfigError(str(e)) from None
-    validate.validate_against_data(config, info)
+        raise ConfigError(str(e)) from None
+    task = create_task(run, config, info)
 
-    mesh = mesh_lib.make_mesh(config.mesh)
-    model = validate.build_model(config)
-    try:
-        task = tasks.create(config, info)
-    except ValueError as e:  # a task's check of the config against the dataset
-        raise validate.ConfigError(str(e)) from None
-    train_size = info.split_sizes.get(config.train_split)
+    train_size = info.split_sizes.get(run.data.train_split)
     if train_size is None:  # a TFDS slice such as "train[:90%]"
-        train_size = len(data_lib.open_source(config.dataset, config.train_split,
-                                              data_dir=config.data_dir or None)[0])
-    steps_per_epoch = max(train_size // config.batch_size, 1)
-    total_steps = optimizer_lib.total_train_steps(config, steps_per_epoch)
-    tx = optimizer_lib.create_optimizer(config, steps_per_epoch, total_steps)
+        train_size = len(data_lib.open_source(run.data.dataset, run.data.train_split,
+                                              data_dir=run.data.data_dir or None)[0])
+    steps_per_epoch = max(train_size // run.data.batch_size, 1)
+    total_steps = optimizer_lib.total_train_steps(run.loop.num_epochs, run.loop.num_steps,
+                                                  steps_per_epoch)
+    tx = optimizer_lib.create_optimizer(run.optimizer, run.schedule, steps_per_epoch,
+                                        total_steps)
+    model = validate.build_model(run)
+    traced_init = validate.check_model_fits(run, model, tx, info)
 
-    image_shape = (config.image_size, config.image_size, validate.image_channels(config, info))
-    shapes = jax.eval_shape(
-        functools.partial(init_train_state, model, tx, image_shape=image_shape),
-        jax.random.key(0))
-    state_sharding = _state_sharding(config, shapes, mesh)
+    mesh = mesh_lib.make_mesh(run.mesh)
+    state_sharding = _state_sharding(run.sharding, traced_init.shapes, mesh)
     abstract_state = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, state_sharding)
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        traced_init.shapes, state_sharding)
     batch, replicated = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
     preprocess = augment_lib.device_preprocess(config, task.example_spec(config))
-    if config.sharding.strategy == "shard_map":
+    if run.sharding.strategy == "shard_map":
         train_step, eval_step, predict_step = shard_map_steps(
             model, tx, task, mesh, replicated, batch, preprocess)
     else:
         train_step, eval_step, predict_step = jit_steps(
             model, tx, task, state_sharding, batch, replicated, preprocess)
-    checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints)
-    return Experiment(config, workdir, info, mesh, model, task, tx, steps_per_epoch, total_steps,
-                      abstract_state, checkpointer, train_step, eval_step, predict_step)
+    checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
+                                keep=run.loop.keep_checkpoints)
+    evaluators = build_evaluators(run.data.eval_split, run.loop.eval_every_steps,
+                                  steps_per_epoch)
+    return Experiment(config, run, workdir, info, mesh, model, task, tx, steps_per_epoch,
+                      total_steps, abstract_state, traced_init, checkpointer, train_step,
+                      eval_step, predict_step, evaluators)
 
 
-def _state_sharding(config: ml_collections.ConfigDict, shapes: TrainState,
+def create_task(run: RunConfig, config: ml_collections.ConfigDict, info) -> Task:
+    """The task `run.task` names, from its options section and explicit arguments."""
+    entry = TASKS.get(run.task)
+    try:
+        if entry.from_config is not None:  # a task still reading the whole ConfigDict
+            return entry.from_config(config, info)
+        return entry.create(run.task_options, num_classes=run.model.num_classes, info=info,
+                            data=run.data)
+    except ConfigError:
+        raise
+    except ValueError as e:  # a task's check of the config against the dataset
+        raise ConfigError(str(e)) from None
+
+
+def _state_sharding(sharding: ShardingSection, shapes: TrainState,
                     mesh: jax.sharding.Mesh) -> TrainState:
     """Where each state array lives: replicated for `shard_map` (plain data parallelism),
     by the FSDP rules and `config.sharding.rules` for `jit`."""
-    if config.sharding.strategy == "shard_map":
+    if sharding.strategy == "shard_map":
         return jax.tree.map(lambda _: mesh_lib.replicated(mesh), shapes)
     try:
-        return sharding_rules.state_shardings(
-            shapes, mesh, config.sharding.fsdp_min_size, config.sharding.rules)
+        return sharding_rules.state_shardings(shapes, mesh, sharding.fsdp_min_size,
+                                              sharding.rules)
     except ValueError as e:  # a rule or the fsdp size against the model's shapes
-        raise validate.ConfigError(str(e)) from None
+        raise ConfigError(str(e)) from None
 
 
 def init_state(exp: Experiment, rng: jax.Array) -> TrainState:
-    """Fresh parameters, created directly with their final shardings."""
-    c = exp.config
-    image_shape = (c.image_size, c.image_size, validate.image_channels(c, exp.info))
-    init = functools.partial(init_train_state, exp.model, exp.tx, image_shape=image_shape)
+    """Fresh parameters, created directly with their final shardings (from the init traced
+    when the experiment was built: the model's Python does not run again)."""
     shardings = jax.tree.map(lambda s: s.sharding, exp.abstract_state)
-    return jax.jit(init, out_shardings=shardings)(rng)
+    return exp.traced_init.create(rng, shardings)
 
 
 def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
     """The task's accumulator over the whole split, every example counted exactly once."""
-    split = split or exp.config.eval_split
+    split = split or exp.run.data.eval_split
     batches = data_lib.make_eval_iterator(
         exp.config, exp.info, split, process_index=jax.process_index(),
         process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
@@ -149,11 +168,15 @@ def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
 
 
 def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str = "eval",
-                   count: int = 8) -> None:
-    """Pictures of the first eval images with their predictions (task-specific)."""
+                   count: int = 8, split: str | None = None) -> None:
+    """Pictures of the first eval images with their predictions (task-specific); nothing is
+    predicted or gathered for a task that draws none."""
+    if not getattr(exp.task, "draws_examples", True):
+        return
     batches = data_lib.make_eval_iterator(
-        exp.config, exp.info, process_index=jax.process_index(),
-        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
+        exp.config, exp.info, split or exp.run.data.eval_split,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=exp.task.example_spec(exp.config))
     local = next(iter(batches))
     outputs = exp.predict_step(state, exp.global_batch({"image": local["image"]})["image"])
     # Every process takes part in the gather; only the main one draws.
@@ -192,6 +215,7 @@ class _StopSignal:
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    # The ConfigDict as given (not the sections): `load_workdir_config` reads it back.
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
@@ -207,7 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     record_kernel_choices(os.path.join(workdir, "kernels.json"), write=exp.is_main)
     writer = MetricWriter(workdir, enabled=exp.is_main)
 
-    init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+    run = exp.run
+    init_rng, train_rng = jax.random.split(jax.random.key(run.data.seed))
     train_iter = data_lib.make_train_iterator(
         config, exp.info, process_index=jax.process_index(), process_count=jax.process_count(),
         spec=exp.task.example_spec(config))
@@ -221,45 +246,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     start = int(jax.device_get(state.step))
     writer.truncate_after(start)
 
-    eval_every = config.eval_every_steps or exp.steps_per_epoch
-    ckpt_every = config.checkpoint_every_steps or exp.steps_per_epoch
-    progress = Progress(exp.total_steps, start, config.batch_size, enabled=exp.is_main,
-                        show_bar=config.progress_bar)
+    ckpt_every = run.loop.checkpoint_every_steps or exp.steps_per_epoch
+    progress = Progress(exp.total_steps, start, run.data.batch_size, enabled=exp.is_main,
+                        show_bar=run.loop.progress_bar)
     stop = _StopSignal()
     pending: list[dict] = []
     eval_metrics: dict[str, float] = {}
+    evaluate_split = functools.partial(evaluate, exp, state)
     try:
         for step in range(start + 1, exp.total_steps + 1):
             batch = exp.global_batch(next(train_iter))
             state, sums = exp.train_step(state, batch, train_rng)
             pending.append(sums)
             last = step == exp.total_steps
-            if step % config.log_every_steps == 0 or last:
+            if step % run.loop.log_every_steps == 0 or last:
                 train = _mean_metrics(exp.task, pending, "train")
                 pending = []
                 train["train/learning_rate"] = optimizer_lib.current_learning_rate(
-                    config, exp.steps_per_epoch, exp.total_steps, step - 1, state.opt_state)
+                    run.optimizer, run.schedule, exp.steps_per_epoch, exp.total_steps,
+                    step - 1, state.opt_state)
                 writer.write(step, train)
                 rate = progress.update(step, {"train/loss": train["train/loss"]})
                 writer.write_perf(step, {"perf/images_per_sec": rate})
-            if step % eval_every == 0 or last:
-                eval_metrics = _prefixed(exp.task.summarize(evaluate(exp, state)), "eval")
-                writer.write(step, eval_metrics)
-                progress.write(f"step {step}: " + ", ".join(
-                    f"{k}={v:.4f}" for k, v in eval_metrics.items()))
-            stopping = stop.should_stop(step, config.log_every_steps)
+            evaluate_split = functools.partial(evaluate, exp, state)
+            for evaluator in exp.evaluators:
+                if evaluator.due(step, exp.total_steps):
+                    metrics = _prefixed(
+                        exp.task.summarize(evaluator.run(step, evaluate_split)),
+                        evaluator.prefix)
+                    writer.write(step, metrics)
+                    progress.write(f"step {step}: " + ", ".join(
+                        f"{k}={v:.4f}" for k, v in metrics.items()))
+                    eval_metrics.update(metrics)
+            stopping = stop.should_stop(step, run.loop.log_every_steps)
             if step % ckpt_every == 0 or last or stopping:
                 exp.checkpointer.save(state, train_iter.get_state())
             if stopping and not last:
                 exp.checkpointer.wait()
                 progress.write(f"stopped at step {step} on SIGTERM; the same command resumes")
                 return eval_metrics
-        final = evaluate(exp, state)
-        write_examples(exp, state, workdir)
+        final_step = max(start, exp.total_steps)
+        final: dict[str, float] = {}
+        for evaluator in exp.evaluators:
+            # The evaluation of the last step already ran; only a resumed, finished run
+            # (no step taken here) evaluates now.
+            result = evaluator.final(final_step, evaluate_split)
+            final.update(_prefixed(exp.task.summarize(result), evaluator.prefix))
+            if evaluator.reports:
+                write_examples(exp, state, workdir, evaluator.prefix, split=evaluator.split)
+                if exp.is_main:
+                    exp.task.write_report(result, workdir, evaluator.prefix)
         if exp.is_main:
-            exp.task.write_report(final, workdir)
             _plot_curves(workdir)
-        return _prefixed(exp.task.summarize(final), "eval")
+        return final
     finally:
         stop_recording()
         stop.restore()
@@ -302,8 +341,5 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
         raise FileNotFoundError(f"{path} not found: --workdir must be a directory a training "
                                 "run wrote")
     with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    if "sharding" not in config:  # written before config.sharding existed: its defaults
-        config.sharding = default_config().sharding
-    return config
+        return ml_collections.ConfigDict(json.load(f))
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import optax
 from flax import struct
@@ -37,3 +40,31 @@ def init_train_state(
         batch_stats=variables.get("batch_stats", {}),
         opt_state=tx.init(params),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class TracedInit:
+    """`init_train_state` traced once: the state's shapes (for shardings and restores) and
+    the jaxpr that creates it, so fresh parameters never re-run the model's Python."""
+
+    jaxpr: Any  # ClosedJaxpr: rng -> flat state leaves
+    shapes: TrainState  # of jax.ShapeDtypeStruct
+
+    def create(self, rng: jax.Array, shardings: TrainState) -> TrainState:
+        """Fresh state, created directly with `shardings` (compiled, not traced again)."""
+        run = jax.extend.core.jaxpr_as_fun(self.jaxpr)
+        treedef = jax.tree.structure(self.shapes)
+
+        def state_from_jaxpr(key):
+            return jax.tree.unflatten(treedef, run(*jax.tree.leaves(key)))
+
+        return jax.jit(state_from_jaxpr, out_shardings=shardings)(rng)
+
+
+def trace_init(model: nn.Module, tx: optax.GradientTransformation,
+               image_shape: tuple) -> TracedInit:
+    """Traces the model's init (and the optimiser's) once; shape errors surface here."""
+    init = functools.partial(init_train_state, model, tx, image_shape=image_shape)
+    key = jax.eval_shape(lambda: jax.random.key(0))  # abstract: nothing runs or compiles
+    jaxpr, shapes = jax.make_jaxpr(init, return_shape=True)(key)
+    return TracedInit(jaxpr, shapes)

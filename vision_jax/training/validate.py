@@ -1,129 +1,71 @@
 """Config checks that run before anything is compiled.
 
-Every failure is a `ConfigError` whose one-line message names the config
-field and how to fix it.
+`validate_config` parses the config into its typed sections
+(`vision_jax.training.run_config.parse_config`, which checks each field beside its
+declaration) and adds what needs the devices: the mesh, the sharding strategy and the
+batch arithmetic. `check_model_fits` traces the model's init once against the data's image
+shape. Every failure is a `ConfigError` whose one-line message names the field and the fix.
 """
 
 from __future__ import annotations
 
-import difflib
-
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
-from vision_jax import models, tasks
+from vision_jax import models
+from vision_jax.errors import ConfigError
 from vision_jax.parallel import mesh as mesh_lib
 from vision_jax.parallel import sharding_rules
-from vision_jax.training import optimizer as optimizer_lib
-from vision_jax.training.defaults import default_config
+from vision_jax.training.run_config import RunConfig, parse_config
+from vision_jax.training.state import TracedInit, trace_init
+
+__all__ = ["ConfigError", "build_model", "check_model_fits", "compute_dtype", "image_channels",
+           "validate_against_data", "validate_config"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-# Sub-configs whose keys are free (model-specific keyword arguments).
-FREE_FORM = {"model", "segmentation", "detection"}
+# Model options that pick a kernel; "auto" always picks one the layer supports.
+KERNEL_OPTIONS = ("conv_impl", "pool_impl")
 
 
-class ConfigError(ValueError):
-    """A config that cannot run; the message names the field and the fix."""
-
-
-def _check_known_fields(config, reference, prefix="config") -> None:
-    for key in config.keys():
-        path = f"{prefix}.{key}"
-        if key not in reference:
-            close = difflib.get_close_matches(key, list(reference.keys()), n=1)
-            hint = f"; did you mean {prefix}.{close[0]}?" if close else ""
-            raise ConfigError(f"{path} is not a known field{hint}")
-        value, ref = config[key], reference[key]
-        if key in FREE_FORM and prefix == "config":
-            continue
-        if isinstance(ref, ml_collections.ConfigDict):
-            if not isinstance(value, ml_collections.ConfigDict):
-                raise ConfigError(f"{path} must be a group of fields, got {value!r}")
-            _check_known_fields(value, ref, path)
-        elif ref is not None and value is not None:
-            ok = isinstance(value, type(ref)) or (isinstance(ref, float) and isinstance(value, int))
-            ok = ok or (isinstance(ref, tuple) and isinstance(value, list))
-            if not ok or (isinstance(ref, int | float) and isinstance(value, bool)
-                          and not isinstance(ref, bool)):
-                raise ConfigError(
-                    f"{path}={value!r} has type {type(value).__name__}; "
-                    f"it must be {type(ref).__name__} like the default {ref!r}")
-
-
-def compute_dtype(config) -> jnp.dtype:
-    if config.dtype not in DTYPES:
-        raise ConfigError(f"config.dtype={config.dtype!r} is unknown; use one of {list(DTYPES)}")
-    return DTYPES[config.dtype]
+def compute_dtype(dtype: str) -> jnp.dtype:
+    return DTYPES[dtype]
 
 
 def validate_config(config: ml_collections.ConfigDict, *, device_count: int | None = None,
-                    process_count: int | None = None) -> None:
-    """Field names, types, names of registered things, and batch/mesh arithmetic."""
-    _check_known_fields(config, default_config())
-    if config.model_name not in models.names():
-        raise ConfigError(f"config.model_name={config.model_name!r} is unknown; use one of "
-                          f"{', '.join(models.names())}")
-    if config.task not in tasks.names():
-        raise ConfigError(f"config.task={config.task!r} is unknown; use one of {tasks.names()}")
-    try:
-        tasks.validate(config)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if config.optimizer.name not in optimizer_lib.OPTIMIZERS:
-        raise ConfigError(f"config.optimizer.name={config.optimizer.name!r} is unknown; use one "
-                          f"of {list(optimizer_lib.OPTIMIZERS)}")
-    if config.schedule.name not in optimizer_lib.SCHEDULES:
-        raise ConfigError(f"config.schedule.name={config.schedule.name!r} is unknown; use one "
-                          f"of {list(optimizer_lib.SCHEDULES)}")
-    if config.optimizer.weight_decay_on not in ("kernels", "all"):
-        raise ConfigError("config.optimizer.weight_decay_on must be 'kernels' or 'all'")
-    compute_dtype(config)
-    for field in ("batch_size", "eval_batch_size", "num_classes", "image_size",
-                  "log_every_steps", "keep_checkpoints"):
-        if config[field] <= 0:
-            raise ConfigError(f"config.{field}={config[field]} must be positive")
-    if config.num_steps <= 0 and config.num_epochs <= 0:
-        raise ConfigError("set config.num_epochs or config.num_steps to a positive value")
-    if config.optimizer.grad_accum_steps < 1:
-        raise ConfigError("config.optimizer.grad_accum_steps must be >= 1")
-
+                    process_count: int | None = None) -> RunConfig:
+    """The run's sections, checked on their own and against the devices."""
+    run = parse_config(config)
     device_count = jax.device_count() if device_count is None else device_count
     process_count = jax.process_count() if process_count is None else process_count
     try:
-        dp = mesh_lib.data_parallel_size(config.mesh, device_count)
+        dp = mesh_lib.data_parallel_size(run.mesh, device_count)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    _validate_sharding(config, device_count)
+    _validate_sharding(run, device_count)
     for field in ("batch_size", "eval_batch_size"):
+        size = getattr(run.data, field)
         multiple = max(dp, process_count)
-        if config[field] % multiple:
-            lower = config[field] // multiple * multiple or multiple
+        if size % multiple:
+            lower = size // multiple * multiple or multiple
             raise ConfigError(
-                f"config.{field}={config[field]} does not divide over the {dp}-way data-parallel "
+                f"config.{field}={size} does not divide over the {dp}-way data-parallel "
                 f"mesh ({device_count} devices, {process_count} processes); use a multiple of "
                 f"{multiple}, e.g. --config.{field}={lower}")
+    return run
 
 
-STRATEGIES = ("jit", "shard_map")
-
-
-def _validate_sharding(config: ml_collections.ConfigDict, device_count: int) -> None:
-    """`config.sharding` on its own and against the mesh (the shapes come later: an fsdp
-    size that divides no parameter is caught when the state's shardings are built)."""
-    sharding = config.sharding
-    if sharding.strategy not in STRATEGIES:
-        raise ConfigError(f"config.sharding.strategy={sharding.strategy!r} is unknown; use one "
-                          f"of {list(STRATEGIES)}")
-    if sharding.fsdp_min_size < 0:
-        raise ConfigError(f"config.sharding.fsdp_min_size={sharding.fsdp_min_size} must be >= 0 "
-                          "(a number of elements)")
+def _validate_sharding(run: RunConfig, device_count: int) -> None:
+    """`config.sharding` against the mesh (the shapes come later: an fsdp size that divides
+    no parameter is caught when the state's shardings are built)."""
+    sharding = run.sharding
     try:
         sharding_rules.compile_rules(sharding.rules)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if sharding.strategy == "shard_map":
-        fsdp = mesh_lib.mesh_shape(config.mesh, device_count)["fsdp"]
+        fsdp = mesh_lib.mesh_shape(run.mesh, device_count)["fsdp"]
         if fsdp != 1:
             raise ConfigError(
                 f"config.sharding.strategy='shard_map' keeps parameters replicated, so it needs "
@@ -134,38 +76,51 @@ def _validate_sharding(config: ml_collections.ConfigDict, device_count: int) -> 
                 "parameters replicated: remove the rules or use --config.sharding.strategy=jit")
 
 
-def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
-    """Image size against the model, via shape inference only (the task checks the
-    dataset's labels when it is created)."""
-    shape = (1, config.image_size, config.image_size, image_channels(config, info))
-    model = build_model(config)
+def build_model(run: RunConfig):
+    """The configured model (its options were checked against its fields when parsed)."""
+    return models.create(run.model.model_name, dtype=compute_dtype(run.model.dtype),
+                         **run.model.kwargs)
+
+
+def image_channels(data, info) -> int:
+    """Channels the model sees: `image_channels` of the data section, or the dataset's own."""
+    if data.image_channels:
+        return int(data.image_channels)
+    return int(info.num_channels or (info.image_shape[-1] if info.image_shape else 3))
+
+
+def check_model_fits(run: RunConfig, model, tx: optax.GradientTransformation,
+                     info) -> TracedInit:
+    """The model's init traced once at the data's image shape; a failure names the image size,
+    or the kernel options when the same model with "auto" kernels fits."""
+    shape = (run.data.image_size, run.data.image_size, image_channels(run.data, info))
     try:
-        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
+        return trace_init(model, tx, shape)
     except Exception as e:  # noqa: BLE001 - shape errors come in many exception types
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if " impl=" in first_line:  # a kernel choice the model's layers cannot run
-            raise ConfigError(
-                f"config.model.conv_impl={config.model.get('conv_impl')!r} / pool_impl="
-                f"{config.model.get('pool_impl')!r} cannot run model {config.model_name!r} "
-                f"({first_line}); use 'auto' (each layer picks a kernel it supports)") from None
+    options = dict(run.model.options)
+    chosen = {k: options[k] for k in KERNEL_OPTIONS if options.get(k, "auto") != "auto"}
+    if chosen and _fits(model.clone(**dict.fromkeys(chosen, "auto")), shape):
         raise ConfigError(
-            f"config.image_size={config.image_size} does not fit model "
-            f"{config.model_name!r} ({first_line}); choose an image size the model's "
-            "down-sampling accepts") from None
+            f"{', '.join(f'config.model.{k}={v!r}' for k, v in chosen.items())} cannot run "
+            f"model {run.model.model_name!r} ({first_line}); use 'auto' (each layer picks a "
+            "kernel it supports)") from None
+    raise ConfigError(
+        f"config.image_size={run.data.image_size} does not fit model "
+        f"{run.model.model_name!r} ({first_line}); choose an image size the model's "
+        "down-sampling accepts") from None
 
 
-def build_model(config: ml_collections.ConfigDict):
-    """The configured model; a bad keyword in `config.model` becomes a ConfigError."""
+def _fits(model, shape: tuple) -> bool:
     try:
-        return models.create(config.model_name, num_classes=config.num_classes,
-                             dtype=compute_dtype(config), **config.model)
-    except TypeError as e:
-        raise ConfigError(f"config.model has a field model {config.model_name!r} does not take "
-                          f"({e}); remove it or check the model's arguments") from None
+        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)),
+                                          train=False))
+    except Exception:  # noqa: BLE001 - any failure means it does not fit
+        return False
+    return True
 
 
-def image_channels(config: ml_collections.ConfigDict, info) -> int:
-    """Channels the model sees: `config.image_channels`, or the dataset's own."""
-    if config.image_channels:
-        return int(config.image_channels)
-    return int(info.num_channels or (info.image_shape[-1] if info.image_shape else 3))
+def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
+    """Image size (and kernel options) against the model, via shape inference only."""
+    run = parse_config(config)
+    check_model_fits(run, build_model(run), optax.identity(), info)

@@ -1,0 +1,263 @@
+"""The config, parsed once at the boundary into typed, frozen sections.
+
+`parse_config` turns the user's `ml_collections.ConfigDict` (what config files and
+``--config.x=y`` overrides produce) into a `RunConfig`: one section per area, each
+validated next to its fields (see `vision_jax.sections`). Lower layers receive their
+section, not the whole config: the optimiser its `OptimizerSection` and `ScheduleSection`,
+the task its options section, sharding its `ShardingSection`, the loop its `LoopSection`.
+Every problem is one `ConfigError` line naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import ml_collections
+
+from vision_jax import models
+from vision_jax.data.config import AugmentSection, DataSection, augment_section, data_section
+from vision_jax.errors import ConfigError
+from vision_jax.sections import (
+    REQUIRED,
+    build,
+    non_negative,
+    one_of,
+    option,
+    positive,
+    registered,
+)
+from vision_jax.tasks import TASKS
+from vision_jax.training.defaults import default_config
+from vision_jax.training.optimizer import OptimizerSection, ScheduleSection
+
+DTYPES = ("float32", "bfloat16", "float16")
+STRATEGIES = ("jit", "shard_map")
+
+
+class _Indexable:
+    def __getitem__(self, name: str) -> Any:  # the parallel layer reads mesh["data"]
+        return getattr(self, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSection(_Indexable):
+    """``config.mesh``: device mesh axes; -1 = all remaining devices."""
+
+    data: int = option(-1, "data-parallel axis size (-1 = the rest)")
+    fsdp: int = option(1, "parameter-sharding axis size (-1 = the rest)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardingSection:
+    """``config.sharding`` (docs/sharding.md)."""
+
+    strategy: str = option("jit", "jit (GSPMD, FSDP rules) | shard_map (replicated params)",
+                           check=lambda v: None if v in STRATEGIES else
+                           f"is unknown; use one of {list(STRATEGIES)}")
+    fsdp_min_size: int = option(2**18, "parameters with fewer elements stay replicated",
+                                check=non_negative)
+    rules: Any = option((), "((regex, spec), ...) overriding the default partitioning")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSection:
+    """How long to train and how often to log, evaluate and checkpoint."""
+
+    num_epochs: float = option(10.0, "training length in epochs (when num_steps == 0)",
+                               check=non_negative)
+    num_steps: int = option(0, "> 0: train exactly this many steps", check=non_negative)
+    log_every_steps: int = option(50, "train metrics every N steps", check=positive)
+    eval_every_steps: int = option(0, "evaluate every N steps (0 = once per epoch); the last "
+                                      "step always evaluates", check=non_negative)
+    checkpoint_every_steps: int = option(0, "checkpoint every N steps (0 = once per epoch)",
+                                         check=non_negative)
+    keep_checkpoints: int = option(3, "checkpoints kept", check=positive)
+    progress_bar: bool = option(True, "a tqdm bar on the console")
+
+
+def _model_name(name: str) -> str | None:
+    if name in models.names():
+        return None
+    close = difflib.get_close_matches(str(name), models.names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"is unknown{hint} known models: {', '.join(models.names())}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """The model: its registered name, its class count, compute dtype and own options."""
+
+    model_name: str = option("seed_cnn", "registered model name", check=_model_name)
+    num_classes: int = option(REQUIRED, "the number of classes", check=positive)
+    dtype: str = option("float32", "compute dtype (params stay float32)", check=one_of(*DTYPES))
+    # config.model, checked against the model's own fields (by `parse_config`, which fills
+    # this in), as sorted (key, value) pairs.
+    options: tuple = option((), "config.model")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The model's keyword arguments (options, num_classes; dtype is the caller's)."""
+        return {"num_classes": self.num_classes, **dict(self.options)}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every section of a run, built once by `parse_config`."""
+
+    task: str
+    model: ModelSection
+    data: DataSection
+    augment: AugmentSection
+    optimizer: OptimizerSection
+    schedule: ScheduleSection
+    mesh: MeshSection
+    sharding: ShardingSection
+    loop: LoopSection
+    task_options: Any  # the task's options section (None for a task that declares none)
+
+
+def _values(config: ml_collections.ConfigDict, cls: type) -> dict[str, Any]:
+    return {f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config}
+
+
+def _check_known_fields(config: ml_collections.ConfigDict) -> None:
+    """Every top-level field known, every one present (a config is built from
+    `default_config`, and a workdir's config.json holds them all)."""
+    known = list(default_config().keys())
+    for key in config.keys():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean config.{close[0]}?" if close else ""
+            raise ConfigError(f"config.{key} is not a known field{hint}")
+    for key in known:
+        if key not in config:
+            raise ConfigError(f"config.{key} is missing; build the config from "
+                              "vision_jax.training.defaults.default_config()")
+
+
+def parse_config(config: ml_collections.ConfigDict) -> RunConfig:
+    """The typed sections of `config`; one `ConfigError` line for the first problem."""
+    _check_known_fields(config)
+    data = data_section(config)
+    augment = augment_section(config)
+    task_name = config.task
+    problem = registered(TASKS)(task_name)
+    if problem:
+        raise ConfigError(f"config.task={task_name!r} {problem}")
+    model = build(ModelSection, _values(config, ModelSection), "config")
+    entry = TASKS.get(task_name)
+    if entry.validate_config is not None:  # a task still checking the whole ConfigDict
+        try:
+            entry.validate_config(config)
+        except ConfigError:
+            raise
+        except ValueError as e:  # its one-line messages
+            raise ConfigError(str(e)) from None
+    model = dataclasses.replace(model, options=tuple(sorted(
+        model_options(model.model_name, config.get("model") or {}).items())))
+    task_options = _task_options(config, task_name, model.num_classes, augment)
+    return RunConfig(
+        task=task_name, model=model, data=data, augment=augment,
+        optimizer=build(OptimizerSection, config.get("optimizer"), "config.optimizer"),
+        schedule=build(ScheduleSection, config.get("schedule"), "config.schedule"),
+        mesh=build(MeshSection, config.get("mesh"), "config.mesh"),
+        sharding=build(ShardingSection, config.get("sharding"), "config.sharding"),
+        loop=_loop_section(config), task_options=task_options)
+
+
+def _loop_section(config: ml_collections.ConfigDict) -> LoopSection:
+    loop = build(LoopSection, _values(config, LoopSection), "config")
+    if loop.num_steps <= 0 and loop.num_epochs <= 0:
+        raise ConfigError("set config.num_epochs or config.num_steps to a positive value")
+    return loop
+
+
+def _group(config: ml_collections.ConfigDict, name: str) -> dict[str, Any]:
+    group = config.get(name)
+    return group.to_dict() if hasattr(group, "to_dict") else dict(group or {})
+
+
+def _task_options(config: ml_collections.ConfigDict, task_name: str, num_classes: int,
+                  augment: AugmentSection) -> Any:
+    """The chosen task's options section; another task's options set are an error."""
+    defaults = default_config()
+    for other in TASKS.names():
+        if other == task_name:
+            continue
+        entry = TASKS.get(other)
+        if entry.group:
+            for key in _group(config, entry.group):
+                raise ConfigError(
+                    f"config.{entry.group}.{key} is set but config.task={task_name!r} does not "
+                    f"use it (it belongs to task {other!r}); remove it")
+        elif entry.options is not None:
+            for f in dataclasses.fields(entry.options):
+                if f.name in config and config[f.name] != defaults.get(f.name):
+                    raise ConfigError(
+                        f"config.{f.name}={config[f.name]!r} is set but config.task="
+                        f"{task_name!r} does not use it (it belongs to task {other!r}); "
+                        "remove it")
+    entry = TASKS.get(task_name)
+    if entry.options is None:
+        return None
+    if entry.group:
+        options = build(entry.options, config.get(entry.group), f"config.{entry.group}")
+    else:
+        options = build(entry.options, _values(config, entry.options), "config")
+    if entry.check is not None:
+        entry.check(options, num_classes=num_classes, augment=augment)
+    return options
+
+
+def model_fields(name: str) -> tuple[str, ...] | None:
+    """The fields the registered model `name` takes (None when they cannot be read)."""
+    constructor = _constructor(name)
+    while isinstance(constructor, functools.partial):
+        constructor = constructor.func
+    if dataclasses.is_dataclass(constructor):
+        return tuple(f.name for f in dataclasses.fields(constructor)
+                     if f.name not in ("parent", "name"))
+    try:
+        parameters = inspect.signature(constructor).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return tuple(p for p in parameters if p not in ("parent", "name"))
+
+
+def _constructor(name: str):
+    models.names()  # imports the families
+    registry = getattr(models, "MODELS", None)
+    if registry is not None:
+        return registry.get(name, field="config.model_name")
+    return models._REGISTRY[name]  # noqa: SLF001 - until models move to vision_jax.registry
+
+
+def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`config.model` checked against model `name`'s own fields: a key the model does not
+    take is an error naming it, unless it holds `default_config`'s neutral value (the
+    defaults offer every model's common options, e.g. conv_impl, and are then dropped)."""
+    options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+    fields = model_fields(name)
+    if fields is None:
+        return options
+    neutral = default_config().model.to_dict()
+    kept = {}
+    for key, value in options.items():
+        if key in fields:
+            kept[key] = value
+        elif key in neutral and neutral[key] == value:
+            continue
+        else:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean config.model.{close[0]}? " if close else ""
+            raise ConfigError(
+                f"config.model.{key} is not a field of model {name!r}; {hint}its fields: "
+                f"{', '.join(f for f in fields if f not in ('num_classes', 'dtype'))}")
+    return kept
