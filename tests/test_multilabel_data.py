@@ -12,7 +12,7 @@ from PIL import Image
 from vision_jax.data.builtin import shapes_multilabel
 from vision_jax.data.multilabel import ClassSubset, keep_classes, multi_hot, multi_hot_record
 from vision_jax.data.multilabel_csv import MultilabelCsvSource, open_multilabel_folder
-from vision_jax.data.registry import get_builtin
+from vision_jax.data.registry import BUILTINS
 from vision_jax.data.sources import open_splits
 from vision_jax.errors import ConfigError
 
@@ -33,7 +33,7 @@ def shapes_sources(tmp_path_factory):
 
 
 def test_shapes_multilabel_is_a_builtin_dataset():
-    assert get_builtin("shapes_multilabel") is shapes_multilabel.ShapesMultilabel
+    assert BUILTINS.get("shapes_multilabel") is shapes_multilabel.ShapesMultilabel
 
 
 def test_shapes_multilabel_records_are_the_visible_classes(shapes_sources):

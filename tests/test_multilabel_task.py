@@ -15,6 +15,7 @@ from sklearn.metrics import (
     hamming_loss,
 )
 
+from vision_jax.data import transforms
 from vision_jax.losses.multilabel import sigmoid_bce
 from vision_jax.tasks.multilabel import MultilabelTask, load_thresholds
 
@@ -119,17 +120,19 @@ def test_predictions_list_probabilities_and_labels_above_threshold(tmp_path):
 
 
 def test_example_spec_stacks_multi_hot_batches():
+    # Through the shared host path (`transforms.stack`), as the pipeline batches them.
     spec = MultilabelTask(3).example_spec(None)
+    assert spec.keys == {"labels"}
     records = [{"image": np.zeros((4, 4, 3), np.uint8), "labels": np.uint8([1, 0, 1]),
                 "extra": 1}] * 2
-    batch = spec.stack([spec.select(r) for r in records])
+    batch = transforms.stack([spec.select(r) for r in records])
     assert batch["labels"].dtype == np.float32 and batch["labels"].shape == (2, 3)
     assert batch["image"].shape == (2, 4, 4, 3)
     # Records that list class ids (TFDS Sequence(ClassLabel)) become multi-hot.
     spec = MultilabelTask(3, labels_as_ids=True).example_spec(None)
     records = [{"image": np.zeros((4, 4, 3), np.uint8), "labels": [2]},
                {"image": np.zeros((4, 4, 3), np.uint8), "labels": [0, 1]}]
-    batch = spec.stack([spec.select(r) for r in records])
+    batch = transforms.stack([spec.select(r) for r in records])
     assert batch["labels"].tolist() == [[0, 0, 1], [1, 1, 0]]
 
 

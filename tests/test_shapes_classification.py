@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vision_jax.data.builtin import shapes_classification as dataset
-from vision_jax.data.registry import get_builtin
+from vision_jax.data.registry import BUILTINS
 
 
 def test_registered_as_a_builtin():
-    assert get_builtin("shapes_classification") is dataset.ShapesClassification
+    assert BUILTINS.get("shapes_classification") is dataset.ShapesClassification
 
 
 def test_examples_are_reproducible_and_in_frame():

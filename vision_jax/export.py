@@ -32,12 +32,18 @@ from flax import traverse_util
 from vision_jax.errors import ConfigError
 
 FORMATS = ("safetensors", "keras_h5", "jax_export")
-_WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run (or "
-                               "`python -m vision_jax.weights import`) wrote.")
-_FORMAT = flags.DEFINE_enum("format", None, list(FORMATS), "What to write.")
-_OUT = flags.DEFINE_string("out", None, "Output directory (default <workdir>/export).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 1, "jax_export: the batch size it takes.")
-flags.mark_flags_as_required(["workdir", "format"])
+
+
+def _define_flags() -> None:
+    # Defined only when this module is the program: other entry points (predict, evaluate)
+    # define flags of the same names, and importing this module as a library next to them
+    # must not clash in absl's one global flag registry.
+    flags.DEFINE_string("workdir", None, "A directory a training run (or "
+                        "`python -m vision_jax.weights import`) wrote.")
+    flags.DEFINE_enum("format", None, list(FORMATS), "What to write.")
+    flags.DEFINE_string("out", None, "Output directory (default <workdir>/export).")
+    flags.DEFINE_integer("batch_size", 1, "jax_export: the batch size it takes.")
+    flags.mark_flags_as_required(["workdir", "format"])
 
 
 class ExportError(ConfigError):
@@ -140,9 +146,11 @@ def main(argv: list[str]) -> None:
     from vision_jax.weights.convert import config_errors_exit
 
     with user_errors_exit(), config_errors_exit():
-        paths = export(_WORKDIR.value, _FORMAT.value, _OUT.value, _BATCH_SIZE.value)
+        options = flags.FLAGS
+        paths = export(options.workdir, options.format, options.out, options.batch_size)
     print("wrote " + ", ".join(paths))
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -15,12 +15,16 @@ import os
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
-_IMAGES = flags.DEFINE_multi_string("images", None, "Image files, directories or glob patterns.")
-_OUT = flags.DEFINE_string("out", None, "Output directory (default <workdir>/predictions).")
-_BATCH = flags.DEFINE_integer("batch_size", 0, "Images per step (default: a multiple of "
-                              "the device count near 32).")
-flags.mark_flags_as_required(["workdir", "images"])
+
+def _define_flags() -> None:
+    # Defined only when this module is the program, so that importing its functions (tests,
+    # other tools) beside another entry point does not clash in absl's global flag registry.
+    flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
+    flags.DEFINE_multi_string("images", None, "Image files, directories or glob patterns.")
+    flags.DEFINE_string("out", None, "Output directory (default <workdir>/predictions).")
+    flags.DEFINE_integer("batch_size", 0, "Images per step (default: a multiple of the device "
+                         "count near 32).")
+    flags.mark_flags_as_required(["workdir", "images"])
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -83,10 +87,10 @@ def main(argv: list[str]) -> None:
 
     with user_errors_exit():
         # The images are read first: a bad path fails before the model is built.
-        paths = expand_images(_IMAGES.value)
+        paths = expand_images(flags.FLAGS.images)
         raw = load_images(paths)
-        exp, state = loop.restore_experiment(_WORKDIR.value)
-    batch = _BATCH.value or max(jax.device_count(), 32 // jax.device_count()
+        exp, state = loop.restore_experiment(flags.FLAGS.workdir)
+    batch = flags.FLAGS.batch_size or max(jax.device_count(), 32 // jax.device_count()
                                 * jax.device_count())
     inputs = preprocess(exp.config, exp.info, raw)
     outputs = []
@@ -98,7 +102,7 @@ def main(argv: list[str]) -> None:
         real = len(chunk)
         outputs.append(jax.tree.map(lambda x, real=real: np.asarray(x)[:real], result))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
-    out_dir = _OUT.value or os.path.join(_WORKDIR.value, "predictions")
+    out_dir = flags.FLAGS.out or os.path.join(flags.FLAGS.workdir, "predictions")
     os.makedirs(out_dir, exist_ok=True)
     names = [os.path.basename(p) for p in paths]
     exp.task.write_predictions(raw, outputs, names, out_dir)
@@ -108,4 +112,5 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     from vision_jax.cli import parse_flags
 
+    _define_flags()
     app.run(main, flags_parser=parse_flags)

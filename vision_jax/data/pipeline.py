@@ -29,7 +29,7 @@ import numpy as np
 from absl import flags
 
 from vision_jax.data import transforms
-from vision_jax.data.config import check_data_fields, per_process_batch_size
+from vision_jax.data.config import check_data_fields, data_section, per_process_batch_size
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
 
 
@@ -41,10 +41,11 @@ def validate_data_config(
     Cheap (no pipeline, no compilation): call it before building the model.
     Built-in datasets are prepared here on first use.
     """
+    data = data_section(config)  # missing or mistyped fields first, each named
     info = validate_dataset(
-        config.dataset,
-        {"config.train_split": config.train_split, "config.eval_split": config.eval_split},
-        config.data_dir,
+        data.dataset,
+        {"config.train_split": data.train_split, "config.eval_split": data.eval_split},
+        data.data_dir,
     )
     check_data_fields(config, _channels(config, info), process_count)
     return info

@@ -19,7 +19,7 @@ from PIL import Image
 
 # ITU-R 601-2 luma weights: what PIL uses to turn RGB into grey.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
-_DTYPES = {"image": np.uint8, "label": np.int32, "segmentation": np.uint8,
+_DTYPES = {"image": np.uint8, "label": np.int32, "labels": np.float32, "segmentation": np.uint8,
            "boxes": np.float32, "classes": np.int32, "index": np.int32, "mask": np.float32}
 
 

@@ -20,12 +20,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from vision_jax.data import transforms
 from vision_jax.data.multilabel import multi_hot_record
-from vision_jax.data.pipeline import ExampleSpec, augmentations
+from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.losses.multilabel import sigmoid_bce
 from vision_jax.metrics import multilabel as ml
 from vision_jax.tasks.base import SumAccumulator
@@ -38,28 +36,10 @@ def _select(record: dict) -> dict:
 def multilabel_spec(num_labels: int | None = None) -> ExampleSpec:
     """Batches of multi-hot records (the CSV folder source), or, given `num_labels`, of
     records that list their class ids under "labels" (`builtin:shapes_multilabel`, the TFDS
-    catalog's VOC), turned multi-hot here."""
+    catalog's VOC), turned multi-hot here. The shared host path stacks "labels" as float32."""
     select = _select if num_labels is None else functools.partial(
         multi_hot_record, num_labels=num_labels)
-    return ExampleSpec(select=select, preprocess=_preprocess, augmentations=augmentations,
-                       stack=stack_multilabel)
-
-
-def _preprocess(config: ml_collections.ConfigDict) -> list:
-    steps = [transforms.ToFloat()]
-    if config.get("image_channels", 0):
-        steps.append(transforms.ConvertChannels(config.image_channels))
-    return [*steps, transforms.Resize(config.image_size)]
-
-
-def stack_multilabel(examples: list[dict]) -> dict[str, np.ndarray]:
-    batch = {
-        "image": np.stack([e["image"] for e in examples]).astype(np.float32, copy=False),
-        "labels": np.stack([np.asarray(e["labels"]) for e in examples]).astype(np.float32),
-    }
-    if "mask" in examples[0]:
-        batch["mask"] = np.asarray([e["mask"] for e in examples], np.float32)
-    return batch
+    return ExampleSpec(select=select, keys=frozenset({"labels"}))
 
 
 # Flips, crops, rotations and colour changes never change which labels an image has.
