@@ -38,6 +38,11 @@ def get_config(arg=None):
     config.model.width = 8
     config.model.stage_sizes = (1, 1, 1, 1)
     config.image_size = 16
+    # At the smoke recipe's lr 0.1 this narrow batch-norm net is unstable within 6 steps, and
+    # it amplifies float rounding (the order XLA sums in differs between 1 and 8 devices) to
+    # ~1e-2 relative. Normalising on the device moved where that rounding happens; at lr 0.01
+    # the two runs agree to 1.2e-7 absolute, with augmentation on (measured).
+    config.optimizer.learning_rate = 0.01
     return config
 """
 
