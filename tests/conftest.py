@@ -1,6 +1,21 @@
-"""Fixtures shared across test files."""
+"""Fixtures shared across test files, and the repository root on the import path.
+
+configs/, launch/ and benchmarks/ are repository folders, not installed packages (only
+vision_jax is), so the tests, and the subprocesses they start (scripts under tests/,
+`python -m` from other working directories), find them through the repository root.
+"""
+
+import os
+import sys
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = str(Path(__file__).resolve().parents[1])
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
