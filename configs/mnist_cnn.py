@@ -2,8 +2,8 @@
 
 The course's MNIST convnet (Conv32-Pool-Conv64-Pool-Conv128-Flatten-Dense10,
 `seed_cnn`) on the built-in real handwritten digits (4,000 train / 1,000 test).
-Measured: 99.2 % test accuracy, 215 s for the whole command on an idle 2-core CPU,
-JAX 0.10.2 (`python -m benchmarks.mnist_vs_keras`, which also runs the Keras baseline).
+Measured (2026-12-01): 99.4 % test accuracy, 154 s for the whole command on an idle 2-core
+CPU, JAX 0.10.2, with augmentation on the device (fresh clone of the final code).
 
 Arguments: `configs/mnist_cnn.py:smoke` finishes in seconds (a CI check).
 """
