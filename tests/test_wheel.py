@@ -34,6 +34,10 @@ def _run(args: list, cwd: Path, env: dict | None = None, timeout: int = 120) -> 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, dict]:
     """(python of a fresh venv holding the wheel, an environment without the checkout)."""
+    # Nothing of the checkout may leak in: the tests' PYTHONPATH names the repository root
+    # (conftest.py), where an editable install leaves vision_jax.egg-info.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"
     source.mkdir()
@@ -43,19 +47,17 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
         shutil.copytree(ROOT / name, source / name, ignore=_SKIP)
     dist = tmp / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-          "--no-index", "-q", "-w", dist, source], cwd=tmp, timeout=300)
+          "--no-index", "-q", "-w", dist, source], cwd=tmp, env=env, timeout=300)
     [wheel] = dist.glob("vision_jax-*.whl")
 
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
     fresh_site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                           cwd=tmp).strip())
+                           cwd=tmp, env=env).strip())
     (fresh_site / "shared_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-          "-q", wheel], cwd=tmp)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+          "-q", wheel], cwd=tmp, env=env)
     return python, env, fresh_site
 
 
