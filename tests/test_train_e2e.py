@@ -117,7 +117,8 @@ def test_incompatible_checkpoint_is_a_clear_error_and_keeps_checkpoints(tmp_path
                                                                         digits_data_dir):
     workdir = _two_checkpoints(tmp_path, digits_data_dir)
     result = run_train(workdir, f"--config.data_dir={digits_data_dir}",
-                       "--config.image_size=32", "--config.num_steps=20", check=False)
+                       "--config.image_size=32", "--config.num_steps=20",
+                       "--config.allow_config_change=True", check=False)
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: checkpoint step 12") and "does not fit" in message

@@ -100,4 +100,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 0  # 0 = once per epoch
     c.keep_checkpoints = 3
     c.progress_bar = True
+    # Rerunning a workdir with a changed config (other than its length and cadences) is an
+    # error unless this is True; the change is then logged in config_changes.jsonl.
+    c.allow_config_change = False
     return c

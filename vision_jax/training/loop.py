@@ -31,6 +31,7 @@ from vision_jax.tasks import TASKS, Task
 from vision_jax.training import optimizer as optimizer_lib
 from vision_jax.training import validate
 from vision_jax.training.checkpoint import Checkpointer
+from vision_jax.training.config_guard import check_workdir
 from vision_jax.training.evaluators import Evaluator, build_evaluators
 from vision_jax.training.logging import MetricWriter, Progress
 from vision_jax.training.run_config import RunConfig, ShardingSection
@@ -225,6 +226,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     the reports. Returns the final eval metrics."""
     workdir = os.path.abspath(workdir)
     exp = build_experiment(config, workdir)
+    check_workdir(config, workdir, resuming=exp.checkpointer.latest_step() is not None,
+                  record=exp.is_main)
     if exp.is_main:
         os.makedirs(workdir, exist_ok=True)
         _write_config(config, workdir)

@@ -78,6 +78,8 @@ class LoopSection:
                                          check=non_negative)
     keep_checkpoints: int = option(3, "checkpoints kept", check=positive)
     progress_bar: bool = option(True, "a tqdm bar on the console")
+    allow_config_change: bool = option(False, "continue a workdir's run under a changed config "
+                                              "(recorded in its config_changes.jsonl)")
 
 
 def _model_name(name: str) -> str | None:
