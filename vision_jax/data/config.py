@@ -62,7 +62,7 @@ class DataSection(_ConfigLike):
                                  check=one_of(0, 1, 3))
     batch_size: int = option(128, "GLOBAL training batch size", check=positive)
     eval_batch_size: int = option(256, "GLOBAL evaluation batch size", check=positive)
-    seed: int = option(0, "seeds the shuffle and the augmentations")
+    seed: int = option(0, "seeds the shuffle and the augmentations", check=non_negative)
     num_data_workers: int = option(0, "0 = threads in the training process; N = N worker "
                                       "processes", check=non_negative)
     normalize: NormalizeSection = option(NormalizeSection(), "(x - mean) / std per channel")

@@ -40,7 +40,8 @@ class DetectionSection:
 
     max_boxes: int = option(32, "ground-truth boxes kept per image (padding with class -1)",
                             check=_whole)
-    score_threshold: float = option(0.05, "detections scoring below this are dropped")
+    score_threshold: float = option(0.05, "detections scoring below this are dropped",
+                                    check=in_range(0.0, 1.0))
     iou_threshold: float = option(0.5, "class-aware NMS overlap threshold",
                                   check=in_range(0.0, 1.0))
     max_detections: int = option(100, "detections kept per image after NMS", check=_whole)

@@ -34,12 +34,14 @@ class OptimizerSection:
     name: str = option("adam", "registered optimizer: sgd | adam | adamw | rmsprop",
                        check=registered(OPTIMIZERS))
     learning_rate: float = option(1e-3, "peak learning rate", check=positive)
-    momentum: float = option(0.9, "sgd / rmsprop momentum (0 = none)", check=in_range(0, 1))
+    momentum: float = option(0.9, "sgd / rmsprop momentum (0 = none)",
+                             check=in_range(0, 1, high_open=True))
     nesterov: bool = option(False, "Nesterov momentum")
-    b1: float = option(0.9, "adam(w) first-moment decay", check=in_range(0, 1))
-    b2: float = option(0.999, "adam(w) second-moment decay", check=in_range(0, 1))
+    b1: float = option(0.9, "adam(w) first-moment decay", check=in_range(0, 1, high_open=True))
+    b2: float = option(0.999, "adam(w) second-moment decay",
+                        check=in_range(0, 1, high_open=True))
     eps: float = option(1e-8, "denominator epsilon", check=non_negative)
-    rmsprop_decay: float = option(0.9, "rmsprop decay", check=in_range(0, 1))
+    rmsprop_decay: float = option(0.9, "rmsprop decay", check=in_range(0, 1, high_open=True))
     weight_decay: float = option(0.0, "decoupled for adamw, L2 added to the gradient otherwise",
                                  check=non_negative)
     weight_decay_on: str = option("kernels", "kernels (no biases, no norm params) | all",
@@ -58,13 +60,14 @@ class ScheduleSection:
     warmup_epochs: float = option(0.0, "linear warm-up length in epochs", check=non_negative)
     warmup_steps: int = option(0, "> 0 wins over warmup_epochs", check=non_negative)
     end_factor: float = option(0.0, "warmup_cosine: final lr = end_factor * peak",
-                               check=non_negative)
+                               check=in_range(0, 1))
     decay_epochs: tuple[float, ...] = option((), "step: multiply by decay_factor at these "
                                                  "epochs")
-    decay_factor: float = option(0.1, "step: the factor", check=positive)
+    decay_factor: float = option(0.1, "step: the factor", check=in_range(0, 1, low_open=True))
     plateau_patience: int = option(5, "plateau: epochs without improvement of the train loss",
                                    check=non_negative)
-    plateau_factor: float = option(0.1, "plateau: the factor", check=positive)
+    plateau_factor: float = option(0.1, "plateau: the factor",
+                                  check=in_range(0, 1, low_open=True))
     plateau_cooldown: int = option(0, "plateau: epochs to wait after a reduction",
                                    check=non_negative)
 

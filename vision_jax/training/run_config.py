@@ -25,8 +25,8 @@ from vision_jax.errors import ConfigError
 from vision_jax.sections import (
     REQUIRED,
     build,
+    in_range,
     non_negative,
-    one_of,
     option,
     positive,
     registered,
@@ -35,8 +35,16 @@ from vision_jax.tasks import TASKS
 from vision_jax.training.defaults import default_config
 from vision_jax.training.optimizer import OptimizerSection, ScheduleSection
 
-DTYPES = ("float32", "bfloat16", "float16")
+# float16 is not offered: without loss scaling its gradients underflow, and TPUs compute in
+# bfloat16 (same range as float32) natively.
+DTYPES = ("float32", "bfloat16")
+# Ranges of the common `config.model` options (each model declares which it takes).
+MODEL_OPTION_CHECKS = {"dropout_rate": in_range(0.0, 1.0, high_open=True)}
 STRATEGIES = ("jit", "shard_map")
+
+
+def _axis_size(value: int) -> str | None:
+    return None if value == -1 or value >= 1 else "must be -1 (all remaining devices) or >= 1"
 
 
 class _Indexable:
@@ -48,8 +56,8 @@ class _Indexable:
 class MeshSection(_Indexable):
     """``config.mesh``: device mesh axes; -1 = all remaining devices."""
 
-    data: int = option(-1, "data-parallel axis size (-1 = the rest)")
-    fsdp: int = option(1, "parameter-sharding axis size (-1 = the rest)")
+    data: int = option(-1, "data-parallel axis size (-1 = the rest)", check=_axis_size)
+    fsdp: int = option(1, "parameter-sharding axis size (-1 = the rest)", check=_axis_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +90,13 @@ class LoopSection:
                                               "(recorded in its config_changes.jsonl)")
 
 
+def _dtype(value: str) -> str | None:
+    if value in DTYPES:
+        return None
+    return (f"is not supported; use one of {', '.join(DTYPES)} (float16 needs loss scaling, "
+            "which the trainer does not do; bfloat16 halves memory with float32's range)")
+
+
 def _model_name(name: str) -> str | None:
     if name in models.names():
         return None
@@ -96,7 +111,7 @@ class ModelSection:
 
     model_name: str = option("seed_cnn", "registered model name", check=_model_name)
     num_classes: int = option(REQUIRED, "the number of classes", check=positive)
-    dtype: str = option("float32", "compute dtype (params stay float32)", check=one_of(*DTYPES))
+    dtype: str = option("float32", "compute dtype (params stay float32)", check=_dtype)
     # config.model, checked against the model's own fields (by `parse_config`, which fills
     # this in), as sorted (key, value) pairs.
     options: tuple = option((), "config.model")
@@ -253,6 +268,9 @@ def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     kept = {}
     for key, value in options.items():
         if key in fields:
+            problem = MODEL_OPTION_CHECKS[key](value) if key in MODEL_OPTION_CHECKS else None
+            if problem:
+                raise ConfigError(f"config.model.{key}={value!r} {problem}")
             kept[key] = value
         elif key in neutral and neutral[key] == value:
             continue
