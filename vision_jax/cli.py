@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib.util
 import os
 import sys
 
@@ -26,21 +25,31 @@ def user_errors_exit():
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing, with `--config.<field>` mistakes as one-line errors.
+    """absl flag parsing, with config-file and `--config.<field>` mistakes as one-line errors.
 
+    The config file is loaded here first (`vision_jax.config_file`): a missing file, a syntax
+    error, an exception in ``get_config`` or a non-ConfigDict result is one line. Then
     ml_collections raises AttributeError/KeyError (with a traceback) for an override of a
     field that does not exist; the field is found by walking each override's path through
     the config file's own ConfigDict, then named with a "did you mean".
     """
     from absl import flags
 
-    config_arg = _config_argument(argv)
+    config_arg = _config_argument(argv) if "config" in flags.FLAGS else None
+    config = None
     if config_arg:
         _put_config_root_on_path(config_arg)
+        from vision_jax.config_file import load_config_file
+
+        try:
+            config = load_config_file(config_arg)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     try:
         return flags.FLAGS(argv)
     except (AttributeError, KeyError):
-        message = _unknown_override(config_arg, argv) if config_arg else None
+        message = _unknown_override(config, argv) if config is not None else None
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
@@ -68,17 +77,9 @@ def _put_config_root_on_path(config_arg: str) -> None:
         sys.path.insert(0, os.path.dirname(directory))
 
 
-def _unknown_override(config_arg: str, argv: list[str]) -> str | None:
+def _unknown_override(config, argv: list[str]) -> str | None:
     """``config.a.b is not a known field; did you mean config.a.c?`` for the first
     ``--config.a.b=...`` override whose path the config file's ConfigDict lacks."""
-    path, _, arg = config_arg.partition(":")
-    try:
-        spec = importlib.util.spec_from_file_location("_vision_jax_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        config = module.get_config(arg) if arg else module.get_config()
-    except Exception:  # noqa: BLE001 - absl reports a config file that does not load
-        return None
     for override in argv:
         if not override.startswith("--config."):
             continue
