@@ -101,7 +101,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, digits_data_dir)
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]  # a preemption, to schedulers
     steps = _steps(tmp_path)
     assert len(steps) == 1 and 10 <= steps[0] < 100000
 

@@ -34,8 +34,12 @@ def main(argv: list[str]) -> None:
     from vision_jax.cli import user_errors_exit
     from vision_jax.training.loop import train_and_evaluate
 
-    with user_errors_exit():
-        metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+        with user_errors_exit():
+            metrics = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except KeyboardInterrupt:  # Ctrl-C before the loop's handler (which saves) is installed
+        print("\ninterrupted before training started; nothing to save", file=sys.stderr)
+        sys.exit(130)
     print(json.dumps(metrics))
 
 

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import sys
 from typing import Any
 
 import jax
@@ -191,15 +192,26 @@ def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str
 
 
 class _StopSignal:
-    """Turns SIGTERM into a flag the loop polls, so the step in flight finishes
-    and a checkpoint is written before the process exits."""
+    """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop polls, so the step in flight
+    finishes and a checkpoint is written before the process exits with 128 + the signal's
+    number (143, 130), as a shell reports a process that signal ended. A second Ctrl-C
+    exits at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.name, self.exit_code = "SIGTERM", 128 + signal.SIGTERM  # also a peer's request
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping")
+        if self.requested and signum == signal.SIGINT:
+            print("\nsecond Ctrl-C: exiting now, without the checkpoint", file=sys.stderr,
+                  flush=True)
+            os._exit(128 + signum)
+        self.name, self.exit_code = signal.Signals(signum).name, 128 + signum
+        logging.warning("%s received: saving a checkpoint and stopping%s", self.name,
+                        " (Ctrl-C again exits at once)" if signum == signal.SIGINT else "")
         self.requested = True
 
     def should_stop(self, step: int, sync_every: int) -> bool:
@@ -212,7 +224,8 @@ class _StopSignal:
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -286,8 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 exp.checkpointer.save(state, train_iter.get_state())
             if stopping and not last:
                 exp.checkpointer.wait()
-                progress.write(f"stopped at step {step} on SIGTERM; the same command resumes")
-                return eval_metrics
+                progress.write(f"stopped at step {step} on {stop.name}; the same command "
+                               "resumes")
+                raise SystemExit(stop.exit_code)
         final_step = max(start, exp.total_steps)
         final: dict[str, float] = {}
         for evaluator in exp.evaluators:

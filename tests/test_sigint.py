@@ -1,0 +1,42 @@
+"""Ctrl-C (SIGINT) stops a run like SIGTERM: the step in flight finishes, a checkpoint is
+written, and the process exits with 130 and no traceback; a second Ctrl-C exits at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from train_cli import REPO, cpu_env, train_command
+
+
+def _finished_steps(workdir) -> list[int]:
+    ckpt = workdir / "checkpoints"
+    return sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()
+                  and (ckpt / d / "commit_success.txt").exists()) if ckpt.is_dir() else []
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_saves_and_exits_130_without_a_traceback(tmp_path, digits_data_dir, presses):
+    overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=100000",
+                 "--config.checkpoint_every_steps=100000", "--config.log_every_steps=5",
+                 "--config.eval_every_steps=100000"]
+    proc = subprocess.Popen(train_command(tmp_path, *overrides), cwd=REPO, env=cpu_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.001)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out[-3000:]
+    assert "SIGINT received: saving a checkpoint" in out
+    if presses == 1:
+        steps = _finished_steps(tmp_path)
+        assert len(steps) == 1 and 5 <= steps[0] < 100000, out[-3000:]
+    else:
+        assert "second Ctrl-C: exiting now" in out
