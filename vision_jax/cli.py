@@ -96,13 +96,17 @@ def _unknown_override(config, argv: list[str]) -> str | None:
 
 
 def quiet_library_logs() -> None:
-    """Orbax and friends log every checkpoint step at INFO through absl; keep the
-    console to our progress bar and warnings unless the user passed -v/--verbosity."""
+    """Orbax and friends log every checkpoint step at INFO through absl, and TFDS warns
+    about things a user cannot act on (`vision_jax.quiet`); keep the console to our
+    progress bar and warnings unless the user passed -v/--verbosity."""
     from absl import flags
     from absl import logging as absl_logging
 
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
+        from vision_jax.quiet import quiet_third_party
+
+        quiet_third_party()
 
 
 def start_process() -> None:

@@ -36,6 +36,7 @@ from vision_jax.training.config_guard import check_workdir
 from vision_jax.training.evaluators import Evaluator, build_evaluators
 from vision_jax.training.logging import MetricWriter, Progress
 from vision_jax.training.run_config import RunConfig, ShardingSection
+from vision_jax.training.run_summary import print_run_summary
 from vision_jax.training.state import TracedInit, TrainState
 from vision_jax.training.step import jit_steps
 from vision_jax.training.step_shard_map import shard_map_steps
@@ -241,6 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     exp = build_experiment(config, workdir)
     check_workdir(config, workdir, resuming=exp.checkpointer.latest_step() is not None,
                   record=exp.is_main)
+    print_run_summary(exp)
     if exp.is_main:
         os.makedirs(workdir, exist_ok=True)
         _write_config(config, workdir)
