@@ -1,0 +1,85 @@
+"""A bounded content check of a folder dataset, run once before anything is compiled.
+
+Listing a folder only reads names, so problems inside the files used to surface mid-run as
+tracebacks (a JPEG truncated after its header), or not at all (one greyscale file among RGB
+ones set the channel count of the whole dataset; an empty class folder vanished and the
+class count that followed did not say why). `scan_folder` decodes every image, or an evenly
+spaced sample of `SCAN_LIMIT` for large datasets, and raises one `ValueError` line for the
+first problem, naming the file or folder and the fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from PIL import Image
+
+from vision_jax.data import folder as folder_lib
+
+SCAN_LIMIT = 2000  # files decoded at most; a larger dataset is sampled evenly
+_NAMES = {1: "greyscale", 3: "colour"}
+
+
+def empty_class_folders(root: str) -> list[str]:
+    """Subfolders a class folder would be (of `root`, or of its split folders) that hold no
+    image; listing skips them, which silently drops a class."""
+    flat = folder_lib._classes_with_images(root)  # noqa: SLF001 - the layout rule itself
+    parents = [root] if flat else [os.path.join(root, s)
+                                   for s in folder_lib._subdirectories(root)]  # noqa: SLF001
+    empty = []
+    for parent in parents:
+        for name in folder_lib._subdirectories(parent):  # noqa: SLF001
+            path = os.path.join(parent, name)
+            holds_nothing = not (folder_lib._image_files(path)  # noqa: SLF001
+                                 or folder_lib._subdirectories(path))  # noqa: SLF001
+            if holds_nothing:
+                empty.append(path)
+    return empty
+
+
+def _sample(paths: list[str], limit: int) -> list[str]:
+    if len(paths) <= limit:
+        return paths
+    step = len(paths) / limit
+    return [paths[int(i * step)] for i in range(limit)]
+
+
+def _decode(path: str, where: str) -> int:
+    """The channel count `folder` gives the file by default; raises on a file PIL cannot
+    fully decode."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return folder_lib.channels_of_mode(image.mode)
+    except folder_lib._DECODE_ERRORS as error:  # noqa: SLF001 - the same errors as reading
+        raise ValueError(f"{where}: cannot decode image file {path}: {error}; fix or "
+                         "delete the file") from None
+
+
+@functools.lru_cache(maxsize=16)
+def scan_folder(root: str, channels: int | None, where: str,
+                limit: int = SCAN_LIMIT) -> dict[int, int]:
+    """{channel count: files} over the scanned files of the folder dataset at `root`;
+    `where` starts each error (e.g. "config.dataset='folder:pets'"). `channels` is the
+    configured conversion (None = the dataset's own, which must then be one count)."""
+    index = folder_lib.index_folder(os.path.abspath(root))
+    empty = empty_class_folders(root)
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise ValueError(f"{where}: class folder {empty[0]}{more} has no images "
+                         f"({', '.join(folder_lib.IMAGE_SUFFIXES)}); add images or remove it")
+    if len(index.class_names) < 2:
+        raise ValueError(f"{where}: only one class folder ({index.class_names[0]!r}); a "
+                         "classifier needs at least two")
+    paths = sorted(path for items in index.splits.values() for path, _ in items)
+    found: dict[int, list[str]] = {}
+    for path in _sample(paths, limit):
+        found.setdefault(_decode(path, where), []).append(path)
+    if channels is None and len(found) > 1:
+        minority = min(found, key=lambda c: len(found[c]))
+        counts = ", ".join(f"{len(found[c])} {_NAMES[c]}" for c in sorted(found))
+        raise ValueError(
+            f"{where}: images mix channel counts ({counts}, e.g. {found[minority][0]}); set "
+            "--config.image_channels=3 or =1 to convert every image to one")
+    return {c: len(files) for c, files in found.items()}
