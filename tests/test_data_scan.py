@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from vision_jax.data import folder as folder_lib
-from vision_jax.data import sources
 from vision_jax.data.scan import scan_folder
 
 WHERE = "config.dataset='folder:x'"
@@ -37,10 +36,10 @@ def _dataset(root, per_class=3, classes=("cat", "dog")) -> None:
             _save(root / name / f"{i}.png", seed=i)
 
 
-def _scan(root, channels=None):
+def _scan(root):
     scan_folder.cache_clear()
     folder_lib.index_folder.cache_clear()
-    return scan_folder(str(root), channels, WHERE)
+    return scan_folder(str(root), WHERE)
 
 
 def test_a_good_folder_reports_its_channel_counts(tmp_path):
@@ -49,14 +48,15 @@ def test_a_good_folder_reports_its_channel_counts(tmp_path):
 
 
 def test_one_greyscale_file_among_rgb_is_named(tmp_path):
+    """The dataset took its channel count from the first file in sorted order: this grey
+    one would have turned every colour image grey."""
     _dataset(tmp_path)
     grey = _save(tmp_path / "cat" / "0_grey.png", mode="L")
     with pytest.raises(ValueError) as error:
         _scan(tmp_path)
     assert str(error.value) == (
-        f"{WHERE}: images mix channel counts (1 greyscale, 6 colour, e.g. {grey}); set "
-        "--config.image_channels=3 or =1 to convert every image to one")
-    assert _scan(tmp_path, channels=3) == {1: 1, 3: 6}  # converting is the fix
+        f"{WHERE}: images mix channel counts (1 greyscale, 6 colour; e.g. {grey} is "
+        "greyscale); save every image with the same channels")
 
 
 def test_a_jpeg_truncated_after_its_header_is_named(tmp_path):
@@ -80,18 +80,22 @@ def test_an_empty_class_folder_is_named(tmp_path):
         _scan(tmp_path)
 
 
-def test_a_one_class_folder_is_refused(tmp_path):
-    _dataset(tmp_path, classes=("cat",))
-    with pytest.raises(ValueError, match="only one class folder \\('cat'\\)"):
-        _scan(tmp_path)
+def test_training_runs_the_check_before_compiling(tmp_path):
+    from vision_jax.data.pipeline import validate_data_config
+    from vision_jax.training.defaults import default_config
 
-
-def test_the_data_layer_runs_the_check(tmp_path):
-    _dataset(tmp_path)
-    _save(tmp_path / "cat" / "grey.png", mode="L")
+    _dataset(tmp_path / "pets")
+    buffer = io.BytesIO()
+    _image("RGB", (12, 10)).save(buffer, "JPEG")
+    data = buffer.getvalue()  # its header reads: it used to fail mid-run, after compiling
+    (tmp_path / "pets" / "dog" / "9.jpg").write_bytes(data[:data.index(b"\xff\xda") + 40])
+    config = default_config()
+    config.dataset, config.data_dir = "folder:pets", str(tmp_path)
+    config.image_size, config.num_classes, config.batch_size = 8, 2, 2
     folder_lib.index_folder.cache_clear()
-    with pytest.raises(ValueError, match="^config.dataset='folder:.*mix channel counts"):
-        sources.open_splits(f"folder:{tmp_path}", {"train_split": "train"})
+    with pytest.raises(ValueError, match="^config.dataset='folder:pets': cannot decode image "
+                                         f"file {tmp_path / 'pets' / 'dog' / '9.jpg'}: "):
+        validate_data_config(config)
 
 
 # -- fuzz ------------------------------------------------------------------------------------
@@ -135,11 +139,11 @@ def test_fuzz_either_decodes_completely_or_names_a_file(tmp_path, seed):
             _bad_file(folder / f"bad{i}{rng.choice(['.png', '.jpg', '.JPEG'])}", kind, rng)
     channels = rng.choice([None, 1, 3])
     try:
-        _scan(root, channels)
+        _scan(root)
     except ValueError as error:
         message = str(error)
         assert "\n" not in message and message.startswith(f"{WHERE}: ")
-        assert str(root) in message or "only one class folder" in message
+        assert str(root) in message
         return
     source = folder_lib.FolderSource(str(root), "train", channels=channels)
     test = folder_lib.FolderSource(str(root), "test", channels=channels)

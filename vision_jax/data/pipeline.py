@@ -30,6 +30,7 @@ from absl import flags
 
 from vision_jax.data import transforms
 from vision_jax.data.config import check_data_fields, data_section, per_process_batch_size
+from vision_jax.data.scan import scan_dataset
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
 
 
@@ -48,6 +49,7 @@ def validate_data_config(
         data.data_dir,
     )
     check_data_fields(config, _channels(config, info), process_count)
+    scan_dataset(data.dataset, data.data_dir)  # decodes a folder dataset's files once
     return info
 
 

@@ -5,7 +5,8 @@ tracebacks (a JPEG truncated after its header), or not at all (one greyscale fil
 ones set the channel count of the whole dataset; an empty class folder vanished and the
 class count that followed did not say why). `scan_folder` decodes every image, or an evenly
 spaced sample of `SCAN_LIMIT` for large datasets, and raises one `ValueError` line for the
-first problem, naming the file or folder and the fix.
+first problem, naming the file or folder and the fix. (A one-class folder is the task's
+business: detection trains one class legitimately.)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from PIL import Image
 
 from vision_jax.data import folder as folder_lib
+from vision_jax.data import sources
 
 SCAN_LIMIT = 2000  # files decoded at most; a larger dataset is sampled evenly
 _NAMES = {1: "greyscale", 3: "colour"}
@@ -58,28 +60,34 @@ def _decode(path: str, where: str) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def scan_folder(root: str, channels: int | None, where: str,
-                limit: int = SCAN_LIMIT) -> dict[int, int]:
-    """{channel count: files} over the scanned files of the folder dataset at `root`;
-    `where` starts each error (e.g. "config.dataset='folder:pets'"). `channels` is the
-    configured conversion (None = the dataset's own, which must then be one count)."""
+def scan_folder(root: str, where: str, limit: int = SCAN_LIMIT) -> dict[int, int]:
+    """{channel count: files} over the scanned files of the folder dataset at `root`; `where`
+    starts each error (e.g. "config.dataset='folder:pets'")."""
     index = folder_lib.index_folder(os.path.abspath(root))
     empty = empty_class_folders(root)
     if empty:
         more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
         raise ValueError(f"{where}: class folder {empty[0]}{more} has no images "
                          f"({', '.join(folder_lib.IMAGE_SUFFIXES)}); add images or remove it")
-    if len(index.class_names) < 2:
-        raise ValueError(f"{where}: only one class folder ({index.class_names[0]!r}); a "
-                         "classifier needs at least two")
     paths = sorted(path for items in index.splits.values() for path, _ in items)
     found: dict[int, list[str]] = {}
     for path in _sample(paths, limit):
         found.setdefault(_decode(path, where), []).append(path)
-    if channels is None and len(found) > 1:
-        minority = min(found, key=lambda c: len(found[c]))
+    if len(found) > 1:
+        # The dataset's channel count is its first file's: the others would be converted to
+        # it, e.g. every colour image to grey.
+        odd = min(found, key=lambda c: len(found[c]))
         counts = ", ".join(f"{len(found[c])} {_NAMES[c]}" for c in sorted(found))
         raise ValueError(
-            f"{where}: images mix channel counts ({counts}, e.g. {found[minority][0]}); set "
-            "--config.image_channels=3 or =1 to convert every image to one")
+            f"{where}: images mix channel counts ({counts}; e.g. {found[odd][0]} is "
+            f"{_NAMES[odd]}); save every image with the same channels")
     return {c: len(files) for c, files in found.items()}
+
+
+def scan_dataset(dataset: str, data_dir: str | None) -> None:
+    """`scan_folder` for a ``folder:`` dataset (resolved as the data layer does); other
+    datasets were checked when they were prepared."""
+    scheme, rest = sources.parse_dataset(dataset)
+    if scheme == "folder":
+        root = sources._resolve_folder(rest, data_dir or None)  # noqa: SLF001
+        scan_folder(os.path.abspath(root), f"config.dataset={dataset!r}")

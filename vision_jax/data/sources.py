@@ -36,7 +36,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data import folder as folder_lib
-from vision_jax.data import scan
 from vision_jax.data.registry import BUILTINS, builtin_names, register_builtin
 from vision_jax.registry import Registry
 
@@ -251,7 +250,6 @@ def _open_folder(path: str, splits: Mapping[str, str], data_dir: str | None,
         index = folder_lib.index_folder(os.path.abspath(root))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"config.dataset='folder:{path}': {error}") from None
-    scan.scan_folder(os.path.abspath(root), channels, f"config.dataset='folder:{path}'")
     sizes = {name: len(items) for name, items in index.splits.items()}
     for field, split in splits.items():
         _check_split(split, sizes, field, allow_slices=False)
