@@ -7,7 +7,8 @@ to zero over 90 epochs, label smoothing 0.1, bfloat16 compute (float32
 parameters), weight decay 1e-4 on kernels only, zero-initialised last BN scale
 in each block. Measured: not run here (no TPU and no ImageNet on the
 development machine); the published figure for this recipe is about 76-77 %
-top-1. `:smoke` runs the same model on built-in data in seconds.
+top-1. `:smoke` runs the same model on built-in data (a minute or two on a CPU, mostly
+compiling), its learning rate scaled to the smoke's batch of 16.
 """
 
 from configs import common
@@ -44,7 +45,8 @@ def get_config(arg: str | None = None):
     config.log_every_steps = 100
     config.keep_checkpoints = 2
     if arg == "smoke":
-        common.apply_smoke(config)
+        common.apply_smoke(config, {"optimizer.learning_rate": common.smoke_learning_rate(
+            config.optimizer.learning_rate, config.batch_size)})
         config.image_size = 64
         config.dtype = "float32"
     return config
