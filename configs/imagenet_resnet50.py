@@ -8,7 +8,9 @@ parameters), weight decay 1e-4 on kernels only, zero-initialised last BN scale
 in each block. Measured: not run here (no TPU and no ImageNet on the
 development machine); the published figure for this recipe is about 76-77 %
 top-1. `:smoke` runs the same model on built-in data (a minute or two on a CPU, mostly
-compiling), its learning rate scaled to the smoke's batch of 16.
+compiling), its learning rate scaled to the smoke's batch of 16 (0.00625): eval loss 2.30
+after 6 steps (4,501 at the recipe's 0.4, where batch norm's running averages no longer fit
+the weights).
 """
 
 from configs import common
