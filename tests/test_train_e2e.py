@@ -68,6 +68,7 @@ def test_evaluate_cli_reproduces_final_metrics(smoke_run):
     assert again["test/loss"] == pytest.approx(final["eval/loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # 2 min on 2 cores; SIGTERM resume and corrupt-checkpoint tests run in CI
 def test_kill9_then_rerun_gives_exactly_the_uninterrupted_metrics(tmp_path, digits_data_dir):
     overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=300",
                  "--config.checkpoint_every_steps=20", "--config.log_every_steps=10",
