@@ -13,15 +13,21 @@ files are named without brackets, colons or percent signs (`file_prefix`:
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
 from absl import app, flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
-_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the config's "
-                             "eval_split); a TFDS slice such as 'test[:100]' works too.")
-flags.mark_flags_as_required(["workdir"])
+
+def _define_flags() -> None:
+    # Defined only when this module is the program, so that importing `file_prefix` (tests,
+    # other tools) registers no global flags.
+    flags.DEFINE_string("workdir", None, "A directory a training run wrote.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: the config's eval_split); "
+                        "a TFDS slice such as 'test[:100]' works too.")
+    flags.mark_flags_as_required(["workdir"])
+
 
 _SLICE = re.compile(r"^(?P<name>[\w-]+)\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\]$")
 
@@ -42,15 +48,14 @@ def file_prefix(split: str) -> str:
     return re.sub(r"[^\w.-]+", "_", "_".join(parts)).strip("_") or "split"
 
 
-def check_split(exp, split: str) -> None:
-    """A one-line ConfigError naming ``--split`` and the dataset's splits, before any
-    evaluation is compiled, when ``split`` is not one of them (slices are checked by name)."""
+def check_split(config, split: str) -> None:
+    """A one-line ConfigError naming ``--split`` and the dataset's splits when ``split`` is
+    not one of them (slices are checked by name), before the model is built."""
     from vision_jax import data as data_lib
     from vision_jax.errors import ConfigError
 
     try:
-        data_lib.open_splits(exp.config.dataset, {"--split": split},
-                             exp.config.get("data_dir") or None)
+        data_lib.open_splits(config.dataset, {"--split": split}, config.get("data_dir") or None)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
@@ -66,21 +71,24 @@ def main(argv: list[str]) -> None:
     from vision_jax.cli import user_errors_exit
     from vision_jax.training import loop
 
+    workdir, wanted = flags.FLAGS.workdir, flags.FLAGS.split
     with user_errors_exit():
-        exp, state = loop.restore_experiment(_WORKDIR.value)
-        split = _SPLIT.value or exp.run.data.eval_split
-        check_split(exp, split)
+        if wanted is not None:
+            check_split(loop.load_workdir_config(workdir), wanted)
+        exp, state = loop.restore_experiment(workdir)
+        split = wanted or exp.run.data.eval_split
         results = loop.evaluate(exp, state, split)
     metrics = {"step": int(jax.device_get(state.step)),
                **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}
     if exp.is_main:
         prefix = file_prefix(split)
-        exp.task.write_report(results, _WORKDIR.value, prefix=prefix)
-        print(f"reports: {_WORKDIR.value}/{prefix}_*", file=sys.stderr)
+        exp.task.write_report(results, workdir, prefix=prefix)
+        print(f"reports: {os.path.join(workdir, prefix)}_*", file=sys.stderr)
         print(json.dumps(metrics))
 
 
 if __name__ == "__main__":
     from vision_jax.cli import parse_flags
 
+    _define_flags()
     app.run(main, flags_parser=parse_flags)
