@@ -150,6 +150,14 @@ def test_display_names_are_relative_to_the_common_folder(tmp_path):
     assert predict.display_names([str(tmp_path / "a" / "x.png")]) == ["x.png"]
 
 
+def test_paths_are_taken_as_named_before_globbing(tmp_path):
+    bracketed = tmp_path / "scan[1].png"
+    bracketed.write_bytes(b"")
+    # As a glob "[1]" would match "scan1.png"; the file exists, so it is the file. Named again
+    # through a pattern, it is kept once.
+    assert predict.expand_images([str(bracketed), str(tmp_path / "*.png")]) == [str(bracketed)]
+
+
 def test_fewer_than_five_classes_lists_every_class(tmp_path):
     from vision_jax.tasks.classification import ClassificationTask
 

@@ -69,8 +69,10 @@ def expand_images(patterns: list[str]) -> list[str]:
             if not found:
                 raise FileNotFoundError(f"--images {pattern!r} is a directory with no image "
                                         f"file ({', '.join(IMAGE_SUFFIXES)})")
+        elif os.path.isfile(pattern):  # as named: "[1]" in a file name is no glob class
+            found = [pattern]
         else:
-            found = sorted(glob.glob(pattern))
+            found = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
             if not found:
                 raise FileNotFoundError(f"--images {pattern!r} matches no file")
         files += found
