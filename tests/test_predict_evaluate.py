@@ -218,3 +218,23 @@ def test_split_file_prefixes(split, prefix):
     from vision_jax.evaluate import file_prefix
 
     assert file_prefix(split) == prefix
+
+
+def test_screen_table_describes_every_tasks_records():
+    records = [
+        {"image": "a.png", "top": [{"class": "cat", "index": 0, "probability": 0.9},
+                                   {"class": "dog", "index": 1, "probability": 0.1}]},
+        {"image": "b.png", "probabilities": {"bike": 0.7}, "labels": ["bike"]},
+        {"image": "c.png", "probabilities": {"bike": 0.1}, "labels": []},
+        {"image": "d.png", "detections": [{"class": "circle"}, {"class": "circle"}]},
+        {"image": "e.png", "class_fractions": {"pet": 0.25, "background": 0.75}},
+        {"image": "f.png", "nearest": "a.png", "similarity": 0.5},
+    ]
+    lines = predict_writers.screen_table(records, rows=6).splitlines()
+    assert lines[1:] == ["a.png  cat 0.900, dog 0.100",
+                         "b.png  bike",
+                         "c.png  (no label above its threshold)",
+                         "d.png  2 object(s): circle",
+                         "e.png  background 75%, pet 25%",
+                         "f.png  nearest a.png (cosine 0.500)"]
+    assert predict_writers.screen_table(records, rows=2).splitlines()[-1] == "... and 4 more"
