@@ -82,8 +82,8 @@ def main(argv: list[str]) -> None:
                **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}
     if exp.is_main:
         prefix = file_prefix(split)
-        exp.task.write_report(results, workdir, prefix=prefix)
-        print(f"reports: {os.path.join(workdir, prefix)}_*", file=sys.stderr)
+        exp.task.write_report(results, exp.workdir, prefix=prefix)
+        print(f"reports: {os.path.join(exp.workdir, prefix)}_*", file=sys.stderr)
         print(json.dumps(metrics))
 
 

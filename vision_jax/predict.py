@@ -235,12 +235,16 @@ def main(argv: list[str]) -> None:
         exp, state = loop.restore_experiment(values.workdir)
         thresholds_file = use_saved_thresholds(exp.task, values.workdir,
                                                [e.prefix for e in exp.evaluators])
-    batch = values.batch_size or max(jax.device_count(), 32 // jax.device_count()
-                                     * jax.device_count())
+    batch = flags.FLAGS.batch_size or max(jax.device_count(), 32 // jax.device_count()
+                                * jax.device_count())
     inputs = preprocess(exp.config, exp.info, raw)
     outputs = []
-    for padded, real in _batches(inputs, batch):
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
+                                                 chunk.dtype)])
         result = exp.predict_step(state, exp.global_batch({"image": padded})["image"])
+        real = len(chunk)
         outputs.append(jax.tree.map(lambda x, real=real: np.asarray(x)[:real], result))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
     out_dir = values.out or os.path.join(values.workdir, "predictions")
