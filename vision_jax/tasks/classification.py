@@ -23,6 +23,9 @@ from vision_jax.sections import in_range, option
 from vision_jax.tasks import TASKS
 from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
+# Classes `write_predictions` lists per image (every class when a model has fewer).
+PREDICTED_TOP_K = 5
+
 
 class ClassificationTask:
     """Loss, metric sums and end-of-run reports for single-label classification.
@@ -116,11 +119,12 @@ class ClassificationTask:
 
     def write_predictions(self, images: np.ndarray, logits: np.ndarray, names: list[str],
                           out_dir: str) -> list[dict]:
-        """Top-5 classes with probabilities per image, as `predictions.json`."""
+        """The top 5 classes (all, when fewer) with probabilities per image, as
+        `predictions.json`."""
         probs = np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), -1))
         results = []
         for name, p in zip(names, probs, strict=True):
-            top = np.argsort(-p)[: max(self.top_k, 1)]
+            top = np.argsort(-p)[:min(PREDICTED_TOP_K, self.num_classes)]
             results.append({"image": name, "top": [
                 {"class": self.class_names[i], "index": int(i), "probability": float(p[i])}
                 for i in top]})
