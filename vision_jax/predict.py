@@ -237,7 +237,7 @@ def main(argv: list[str]) -> None:
                                                [e.prefix for e in exp.evaluators])
     batch = flags.FLAGS.batch_size or max(jax.device_count(), 32 // jax.device_count()
                                 * jax.device_count())
-    inputs = preprocess(exp.config, exp.info, raw)
+    inputs = preprocess(exp.run.data, exp.info, raw)
     outputs = []
     for start in range(0, len(inputs), batch):
         chunk = inputs[start:start + batch]

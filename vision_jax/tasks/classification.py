@@ -60,7 +60,7 @@ class ClassificationTask:
         return jnp.mean(per_example), sums
 
     @staticmethod
-    def example_spec(config) -> ExampleSpec:
+    def example_spec() -> ExampleSpec:
         return CLASSIFICATION
 
     @staticmethod
@@ -142,7 +142,9 @@ class ClassificationOptions:
                                                                            high_open=True))
 
 
-def _create(options: ClassificationOptions, *, num_classes: int, info, data) -> ClassificationTask:
+def _create(options: ClassificationOptions, *, num_classes: int, info, data,
+            model) -> ClassificationTask:
+    del model  # any classifier
     if info.num_classes and num_classes != info.num_classes:
         raise ConfigError(
             f"config.num_classes={num_classes} but dataset {data.dataset!r} has "

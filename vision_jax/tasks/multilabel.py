@@ -103,7 +103,7 @@ class MultilabelTask:
 
     # -- on the host -------------------------------------------------------------------------
 
-    def example_spec(self, config) -> ExampleSpec:
+    def example_spec(self) -> ExampleSpec:
         """Multi-hot records as they are; with `labels_as_ids`, lists of class ids."""
         return multilabel_spec(self.num_labels) if self.labels_as_ids else MULTILABEL
 

@@ -26,12 +26,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from PIL import Image
 
-from vision_jax.data.config import augment_section
 from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.data.segmentation import MASK_KEY, resize_mask, segmentation_spec
 from vision_jax.errors import ConfigError
@@ -40,7 +38,7 @@ from vision_jax.metrics.segmentation import (
     segmentation_confusion_update,
     segmentation_metrics,
 )
-from vision_jax.sections import build, in_range, non_negative, one_of, option
+from vision_jax.sections import in_range, non_negative, one_of, option
 from vision_jax.tasks import TASKS
 from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
@@ -124,8 +122,9 @@ class SegmentationTask:
 
     # -- on the host ------------------------------------------------------------------------------
 
-    def example_spec(self, config: ml_collections.ConfigDict) -> ExampleSpec:
-        return self._spec or segmentation_spec(config)
+    def example_spec(self) -> ExampleSpec:
+        """The spec the task was created with, or identity mask values (class v = value v)."""
+        return self._spec or segmentation_spec(self.num_classes, ignore_label=self.ignore_label)
 
     @staticmethod
     def new_accumulator() -> SumAccumulator:
@@ -244,8 +243,9 @@ class SegmentationOptions:
 
 
 def check_segmentation_options(options: SegmentationOptions, *, num_classes: int,
-                               augment: Any) -> None:
-    """The rules that tie `options` to the class count and to the augmentations."""
+                               augment: Any, model: Any) -> None:
+    """The rules that tie `options` to the class count."""
+    del augment, model  # every augmentation moves masks with the image; any model
     ignore = options.ignore_label
     if not num_classes <= ignore <= 255:
         raise ConfigError(f"config.segmentation.ignore_label={ignore!r} must be an int in "
@@ -269,19 +269,19 @@ def check_segmentation_options(options: SegmentationOptions, *, num_classes: int
                               f"label {ignore}")
 
 
-def _create(options: SegmentationOptions, *, num_classes: int, info, data) -> SegmentationTask:
+
+def _create(options: SegmentationOptions, *, num_classes: int, info, data,
+            model) -> SegmentationTask:
+    del info, model  # masks come from the records; any dense-output model
+    spec = segmentation_spec(
+        num_classes, dataset=data.dataset, data_dir=data.data_dir,
+        ignore_label=options.ignore_label, mask_mapping=options.mask_mapping,
+        mask_key=options.mask_key, unmapped=options.unmapped)
     return SegmentationTask(
         num_classes, list(options.class_names) or None, ignore_label=options.ignore_label,
         class_weights=list(options.class_weights) or None, dice_weight=options.dice_weight,
-        normalize_mean=data.normalize.mean, normalize_std=data.normalize.std)
+        normalize_mean=data.normalize.mean, normalize_std=data.normalize.std, spec=spec)
 
 
 TASKS.register("segmentation", TaskEntry(create=_create, options=SegmentationOptions,
                                          group="segmentation", check=check_segmentation_options))
-
-
-def validate_segmentation_config(config: ml_collections.ConfigDict) -> None:
-    """`ConfigError`s naming the `config.segmentation.*` (or augment) field to fix."""
-    options = build(SegmentationOptions, config.segmentation, "config.segmentation")
-    check_segmentation_options(options, num_classes=config.num_classes,
-                               augment=augment_section(config))

@@ -95,7 +95,7 @@ class VerificationTask:
     # -- on the host -------------------------------------------------------------------------
 
     @staticmethod
-    def example_spec(config) -> ExampleSpec:
+    def example_spec() -> ExampleSpec:
         return CLASSIFICATION
 
     @staticmethod

@@ -45,8 +45,8 @@ CHECKPOINT_DIR = "checkpoints"
 class Experiment:
     """Everything built from a config before the first step runs."""
 
-    config: ml_collections.ConfigDict  # as given: the data layer still reads it
-    run: RunConfig  # the typed sections every other layer receives
+    config: ml_collections.ConfigDict  # as given: what config.json records
+    run: RunConfig  # the typed sections every layer receives
     workdir: str
     info: Any
     mesh: jax.sharding.Mesh
@@ -80,12 +80,12 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
     check has passed."""
     run = validate.validate_config(config)
     try:
-        info = data_lib.validate_data_config(config, jax.process_count())
+        info = data_lib.validate_data_config(run.data, jax.process_count())
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as e:  # the data layer's one-line messages
         raise ConfigError(str(e)) from None
-    task = create_task(run, config, info)
+    task = create_task(run, info)
 
     train_size = info.split_sizes.get(run.data.train_split)
     if train_size is None:  # a TFDS slice such as "train[:90%]"
@@ -105,7 +105,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
         traced_init.shapes, state_sharding)
     batch, replicated = mesh_lib.batch_sharding(mesh), mesh_lib.replicated(mesh)
-    preprocess = augment_lib.device_preprocess(config, task.example_spec(config))
+    preprocess = augment_lib.device_preprocess(run.augment, run.data.normalize,
+                                               task.example_spec())
     if run.sharding.strategy == "shard_map":
         train_step, eval_step, predict_step = shard_map_steps(
             model, tx, task, mesh, replicated, batch, preprocess)
@@ -121,14 +122,12 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
                       eval_step, predict_step, evaluators)
 
 
-def create_task(run: RunConfig, config: ml_collections.ConfigDict, info) -> Task:
+def create_task(run: RunConfig, info) -> Task:
     """The task `run.task` names, from its options section and explicit arguments."""
     entry = TASKS.get(run.task)
     try:
-        if entry.from_config is not None:  # a task still reading the whole ConfigDict
-            return entry.from_config(config, info)
         return entry.create(run.task_options, num_classes=run.model.num_classes, info=info,
-                            data=run.data)
+                            data=run.data, model=run.model)
     except ConfigError:
         raise
     except ValueError as e:  # a task's check of the config against the dataset
@@ -155,12 +154,23 @@ def init_state(exp: Experiment, rng: jax.Array) -> TrainState:
     return exp.traced_init.create(rng, shardings)
 
 
+def train_iterator(exp: Experiment):
+    """This process's resumable iterator of training batches, for the experiment's task."""
+    return data_lib.make_train_iterator(
+        exp.run.data, process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=exp.task.example_spec())
+
+
+def eval_batches(exp: Experiment, split: str | None = None) -> data_lib.EvalBatches:
+    """This process's padded eval batches of `split` (default: the eval split)."""
+    return data_lib.make_eval_iterator(
+        exp.run.data, split or exp.run.data.eval_split, process_index=jax.process_index(),
+        process_count=jax.process_count(), spec=exp.task.example_spec())
+
+
 def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
     """The task's accumulator over the whole split, every example counted exactly once."""
-    split = split or exp.run.data.eval_split
-    batches = data_lib.make_eval_iterator(
-        exp.config, exp.info, split, process_index=jax.process_index(),
-        process_count=jax.process_count(), spec=exp.task.example_spec(exp.config))
+    batches = eval_batches(exp, split)
     accumulator = exp.task.new_accumulator()
     for local in batches:
         accumulator.add(exp.eval_step(state, exp.global_batch(local)))
@@ -173,18 +183,14 @@ def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str
     predicted or gathered for a task that draws none."""
     if not getattr(exp.task, "draws_examples", True):
         return
-    batches = data_lib.make_eval_iterator(
-        exp.config, exp.info, split or exp.run.data.eval_split,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        spec=exp.task.example_spec(exp.config))
-    local = next(iter(batches))
+    local = next(iter(eval_batches(exp, split)))
     outputs = exp.predict_step(state, exp.global_batch({"image": local["image"]})["image"])
     # Every process takes part in the gather; only the main one draws.
     outputs = multihost_utils.process_allgather(outputs, tiled=True)
     if exp.is_main:
         first = {k: np.asarray(v)[:count] for k, v in local.items()}
-        first["image"] = augment_lib.normalize(first["image"], exp.config.normalize.mean,
-                                               exp.config.normalize.std)
+        normalize = exp.run.data.normalize
+        first["image"] = augment_lib.normalize(first["image"], normalize.mean, normalize.std)
         outputs = jax.tree.map(lambda x: np.asarray(x)[:count], outputs)
         exp.task.write_examples(first, outputs, out_dir, prefix)
 
@@ -233,9 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     run = exp.run
     init_rng, train_rng = jax.random.split(jax.random.key(run.data.seed))
-    train_iter = data_lib.make_train_iterator(
-        config, exp.info, process_index=jax.process_index(), process_count=jax.process_count(),
-        spec=exp.task.example_spec(config))
+    train_iter = train_iterator(exp)
     if exp.checkpointer.latest_step() is not None:
         state, data_state = exp.checkpointer.restore(exp.abstract_state)
         train_iter.set_state(data_state)

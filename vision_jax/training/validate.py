@@ -4,7 +4,8 @@
 (`vision_jax.training.run_config.parse_config`, which checks each field beside its
 declaration) and adds what needs the devices: the mesh, the sharding strategy and the
 batch arithmetic. `check_model_fits` traces the model's init once against the data's image
-shape. Every failure is a `ConfigError` whose one-line message names the field and the fix.
+shape (after `vision_jax.data.validate_data_config` has read the dataset's channels). Every
+failure is a `ConfigError` whose one-line message names the field and the fix.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vision_jax.training.run_config import RunConfig, parse_config
 from vision_jax.training.state import TracedInit, trace_init
 
 __all__ = ["ConfigError", "build_model", "check_model_fits", "compute_dtype", "image_channels",
-           "validate_against_data", "validate_config"]
+           "validate_config"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Model options that pick a kernel; "auto" always picks one the layer supports.
@@ -118,9 +119,3 @@ def _fits(model, shape: tuple) -> bool:
     except Exception:  # noqa: BLE001 - any failure means it does not fit
         return False
     return True
-
-
-def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
-    """Image size (and kernel options) against the model, via shape inference only."""
-    run = parse_config(config)
-    check_model_fits(run, build_model(run), optax.identity(), info)
