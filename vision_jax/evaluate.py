@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
     metrics = {"step": int(jax.device_get(state.step)),
                **{f"{split}/{k}": v for k, v in exp.task.summarize(results).items()}}
     if exp.is_main:
-        exp.task.write_report(results, _WORKDIR.value, prefix=split)
+        exp.task.write_report(results, exp.workdir, prefix=split)
         print(json.dumps(metrics))
 
 

@@ -9,6 +9,7 @@ below pick what each backend does well, so callers never branch on the scheme.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -60,6 +61,10 @@ def check_writable(directory: epath.Path, field: str) -> None:
     unreachable, missing or forbidden is a one-line `ConfigError` naming `field` before
     anything is compiled, not a traceback from deep inside a checkpoint save."""
     probe = directory / f".write_probe.{uuid.uuid4().hex[:8]}"
+    # gcsfs logs each failed retry with a traceback; the one line below says it all.
+    gcsfs_logger = logging.getLogger("gcsfs")
+    level = gcsfs_logger.level
+    gcsfs_logger.setLevel(logging.CRITICAL)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe.write_text("ok")
@@ -71,3 +76,5 @@ def check_writable(directory: epath.Path, field: str) -> None:
                 "write it" if is_remote(directory) else "choose a directory you can write")
         raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({reason}); "
                           f"{hint}") from None
+    finally:
+        gcsfs_logger.setLevel(level)

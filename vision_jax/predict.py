@@ -14,6 +14,7 @@ import glob
 import os
 
 from absl import app, flags
+from etils import epath
 
 
 def _define_flags() -> None:
@@ -102,8 +103,8 @@ def main(argv: list[str]) -> None:
         real = len(chunk)
         outputs.append(jax.tree.map(lambda x, real=real: np.asarray(x)[:real], result))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
-    out_dir = flags.FLAGS.out or os.path.join(flags.FLAGS.workdir, "predictions")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = exp.workdir / "predictions" if not flags.FLAGS.out else epath.Path(flags.FLAGS.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     names = [os.path.basename(p) for p in paths]
     exp.task.write_predictions(raw, outputs, names, out_dir)
     print(f"wrote predictions for {len(paths)} image(s) to {out_dir}")
