@@ -33,18 +33,20 @@ def mirror_path(data_dir: str) -> epath.Path:
 
 def _files(root: epath.Path) -> Iterator[tuple[str, epath.Path]]:
     """(path relative to `root`, path) of every file below `root`, skipping hidden files
-    (lock files) and TFDS' unfinished `incomplete.*` folders."""
+    (lock files) and TFDS' unfinished `incomplete.*` folders. (`epath.Path.walk` yields
+    GCS folders without their `gs://`, hence a walk of our own.)"""
     if not root.exists():
         return
-    for folder, _, names in root.walk():
-        folder = epath.Path(folder)
-        relative = os.path.relpath(os.fspath(folder), os.fspath(root))
-        if any(part.startswith(("incomplete.", ".")) for part in relative.split(os.sep)
-               if part != "."):
-            continue
-        for name in names:
-            if not name.startswith("."):
-                yield os.path.normpath(os.path.join(relative, name)), folder / name
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        for child in folder.iterdir():
+            if child.name.startswith((".", "incomplete.")):
+                continue
+            if child.is_dir():
+                pending.append((child, f"{prefix}{child.name}/"))
+            else:
+                yield f"{prefix}{child.name}", child
 
 
 def _sizes(root: epath.Path) -> dict[str, int]:

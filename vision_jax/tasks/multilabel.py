@@ -193,7 +193,7 @@ class MultilabelTask:
 def load_thresholds(path: str, label_names: Sequence[str]) -> np.ndarray:
     """The per-label thresholds a run wrote (`<prefix>_thresholds.json`), in `label_names`
     order, e.g. for `MultilabelTask(thresholds=...)` in predict."""
-    with open(path) as f:
+    with epath.Path(path).open() as f:
         saved = json.load(f)["thresholds"]
     missing = [name for name in label_names if name not in saved]
     if missing:
