@@ -147,3 +147,24 @@ def test_two_processes_write_one_checkpoint_to_the_bucket_and_one_process_resume
                         devices=8)
     assert "resuming from the checkpoint at step 4" in resumed.stdout
     assert [r["step"] for r in _records(workdir) if "train/loss" in r] == [2, 4, 6]
+
+
+@pytest.mark.slow
+def test_a_builtin_dataset_prepared_into_a_gs_data_dir_is_trained_from(gcs, tmp_path):  # noqa: F811
+    data_dir = gcs.new_dir("tensorflow_datasets")
+    # The first VM generates builtin:digits in its mirror of the data_dir and uploads it.
+    run_train(gcs.new_dir(), f"--config.data_dir={data_dir}", "--config.num_steps=2",
+              env_extra={"VJ_DATA_CACHE": str(tmp_path / "vm1")})
+    prepared = epath.Path(data_dir, "vision_jax_digits", "1.0.0")
+    names = {p.name for p in prepared.iterdir()}
+    assert {"dataset_info.json", "vision_jax_digits-train.array_record-00000-of-00001",
+            "vision_jax_digits-test.array_record-00000-of-00001"} <= names
+    # A second VM (an empty cache) reads it from the bucket as a prepared TFDS dataset:
+    # `tfds:` never generates, so this run can only train on what the bucket holds.
+    run_train(gcs.new_dir(), "--config.dataset=tfds:vision_jax_digits",
+              f"--config.data_dir={data_dir}", "--config.num_steps=2",
+              env_extra={"VJ_DATA_CACHE": str(tmp_path / "vm2")})
+    mirrored = tmp_path / "vm2" / "gs" / data_dir.removeprefix("gs://") / "vision_jax_digits"
+    assert (mirrored / "1.0.0" / "vision_jax_digits-train.array_record-00000-of-00001"
+            ).read_bytes() == (prepared / "vision_jax_digits-train.array_record-00000-of-00001"
+                               ).read_bytes()
