@@ -12,6 +12,7 @@ so the next VM, or every host of a pod, finds it prepared in the bucket.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 from etils import epath
@@ -55,8 +56,10 @@ def _sizes(root: epath.Path) -> dict[str, int]:
 
 def _copy(source: epath.Path, target: epath.Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial") if not paths.is_remote(target) \
-        else target  # a GCS upload appears whole or not at all
+    # Unique per writer: the processes of one job may mirror the same file at once. A GCS
+    # upload appears whole or not at all.
+    partial = target if paths.is_remote(target) else target.with_name(
+        f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     partial.write_bytes(source.read_bytes())
     if partial != target:
         partial.replace(target)
