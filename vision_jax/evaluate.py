@@ -13,7 +13,6 @@ files are named without brackets, colons or percent signs (`file_prefix`:
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 
@@ -83,7 +82,7 @@ def main(argv: list[str]) -> None:
     if exp.is_main:
         prefix = file_prefix(split)
         exp.task.write_report(results, exp.workdir, prefix=prefix)
-        print(f"reports: {os.path.join(exp.workdir, prefix)}_*", file=sys.stderr)
+        print(f"reports: {exp.workdir / prefix}_*", file=sys.stderr)
         print(json.dumps(metrics))
 
 

@@ -31,6 +31,7 @@ import glob
 import os
 
 from absl import app, flags
+from etils import epath
 
 from vision_jax.errors import ConfigError
 
@@ -247,11 +248,11 @@ def main(argv: list[str]) -> None:
         real = len(chunk)
         outputs.append(jax.tree.map(lambda x, real=real: np.asarray(x)[:real], result))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs), *outputs)
-    out_dir = values.out or os.path.join(values.workdir, "predictions")
+    out_dir = epath.Path(values.out) if values.out else exp.workdir / "predictions"
     for folder in sorted({os.path.dirname(name) for name in names}):
-        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
     records = exp.task.write_predictions(raw, outputs, names, out_dir)
-    written = [f"predictions: {os.path.join(out_dir, 'predictions.json')}"]
+    written = [f"predictions: {out_dir / 'predictions.json'}"]
     if thresholds_file:
         written.append(f"labels at the thresholds of {thresholds_file}")
     with user_errors_exit():

@@ -310,6 +310,10 @@ def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = 
     Checks every split before opening any; errors name the config field.
     """
     scheme, rest = parse_dataset(dataset)
+    if data_dir and "://" in data_dir:  # gs://: read (and prepared) through a local mirror
+        from vision_jax.data import remote_dir
+
+        return remote_dir.open_mirrored(SCHEMES.get(scheme), rest, splits, data_dir, channels)
     return SCHEMES.get(scheme)(rest, splits, _data_dir_or_none(data_dir), channels)
 
 

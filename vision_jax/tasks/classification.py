@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
 from vision_jax.errors import ConfigError
@@ -103,12 +104,12 @@ class ClassificationTask:
         conf = np.asarray(accumulator.result()["confusion"])
         report = classification_report(conf, self.class_names)
         text = format_report(report)
-        with open(os.path.join(out_dir, f"{prefix}_classification_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_classification_report.txt").open("w") as f:
             f.write(text + "\n")
-        with open(os.path.join(out_dir, f"{prefix}_classification_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_classification_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        np.savetxt(os.path.join(out_dir, f"{prefix}_confusion_matrix.csv"), conf, fmt="%d",
-                   delimiter=",")
+        with epath.Path(out_dir, f"{prefix}_confusion_matrix.csv").open("w") as f:
+            np.savetxt(f, conf, fmt="%d", delimiter=",")
         plot_confusion_matrix(conf, self.class_names,
                               os.path.join(out_dir, f"{prefix}_confusion_matrix.png"))
         return report
@@ -128,7 +129,7 @@ class ClassificationTask:
             results.append({"image": name, "top": [
                 {"class": self.class_names[i], "index": int(i), "probability": float(p[i])}
                 for i in top]})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from vision_jax import models
 from vision_jax.data.detection import DEFAULT_MIN_VISIBLE, detection_spec
@@ -190,7 +191,7 @@ class DetectionTask:
                                  "ap50": float(result["per_class_ap50"][i])}
                           for i, name in enumerate(self.class_names)},
         }
-        with open(os.path.join(out_dir, f"{prefix}_detection_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_detection_report.json").open("w") as f:
             json.dump(report, f, indent=1)
         lines = [f"{'class':<24}{'AP@[.5:.95]':>12}{'AP@.5':>10}"]
         lines += [f"{name:<24}{v['ap']:>12.4f}{v['ap50']:>10.4f}"
@@ -198,7 +199,7 @@ class DetectionTask:
         m = report["metrics"]
         lines += ["", f"{'all':<24}{m['map']:>12.4f}{m['map50']:>10.4f}",
                   f"images: {accumulator.num_images}  (-1 = no ground truth for the class)"]
-        with open(os.path.join(out_dir, f"{prefix}_detection_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_detection_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
         return report
 
@@ -214,13 +215,14 @@ class DetectionTask:
         their detections."""
         mean, std = self.normalize
         dets = self._host_detections(outputs)
-        folder = os.path.join(out_dir, f"{prefix}_examples")
-        os.makedirs(folder, exist_ok=True)
+        folder = epath.Path(out_dir, f"{prefix}_examples")
+        folder.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(np.asarray(batch["image"])):
             pixels = np.clip(image * np.asarray(std, np.float32) + np.asarray(mean, np.float32),
                              0, 1)
-            _draw(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
-                  self.class_names).save(os.path.join(folder, f"{i:03d}.png"))
+            with (folder / f"{i:03d}.png").open("wb") as f:
+                _draw(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
+                      self.class_names).save(f, format="PNG")
 
     def write_predictions(self, images: list, outputs: dict, names: list[str],
                           out_dir: str) -> list[dict]:
@@ -239,9 +241,10 @@ class DetectionTask:
                  "class_index": int(c), "confidence": float(s)}
                 for box, c, s in zip(boxes, classes, scores, strict=True)]})
             stem = os.path.splitext(name)[0]
-            _draw(np.asarray(image), boxes, classes, scores, self.class_names).save(
-                os.path.join(out_dir, f"{stem}.detections.png"))
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            with epath.Path(out_dir, f"{stem}.detections.png").open("wb") as f:
+                _draw(np.asarray(image), boxes, classes, scores, self.class_names).save(
+                    f, format="PNG")
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from vision_jax.data.multilabel import multi_hot_record
 from vision_jax.data.pipeline import ExampleSpec
@@ -156,11 +157,11 @@ class MultilabelTask:
         thresholds = self.chosen_thresholds(accumulator)
         logits, labels = accumulator.scores.arrays()
         report = ml.multilabel_report(logits, labels, self.label_names, thresholds)
-        with open(os.path.join(out_dir, f"{prefix}_multilabel_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_multilabel_report.txt").open("w") as f:
             f.write(ml.format_multilabel_report(report))
-        with open(os.path.join(out_dir, f"{prefix}_multilabel_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_multilabel_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        with open(os.path.join(out_dir, f"{prefix}_thresholds.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_thresholds.json").open("w") as f:
             json.dump({"rule": f"best F1 on {prefix}" if self.choose_thresholds else "config",
                        "thresholds": dict(zip(self.label_names, map(float, thresholds),
                                               strict=True))}, f, indent=1)
@@ -184,7 +185,7 @@ class MultilabelTask:
                                   for label, v in zip(self.label_names, p, strict=True)},
                 "labels": [label for label, v, t in zip(self.label_names, p, self.thresholds,
                                                         strict=True) if v >= t]})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 
@@ -192,7 +193,7 @@ class MultilabelTask:
 def load_thresholds(path: str, label_names: Sequence[str]) -> np.ndarray:
     """The per-label thresholds a run wrote (`<prefix>_thresholds.json`), in `label_names`
     order, e.g. for `MultilabelTask(thresholds=...)` in predict."""
-    with open(path) as f:
+    with epath.Path(path).open() as f:
         saved = json.load(f)["thresholds"]
     missing = [name for name in label_names if name not in saved]
     if missing:

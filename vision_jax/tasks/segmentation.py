@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from PIL import Image
 
 from vision_jax.data.pipeline import ExampleSpec
@@ -170,12 +171,12 @@ class SegmentationTask:
                          f"{row['pixels']:>12d}")
         lines += ["", f"{'mIoU':<{width}} {metrics['miou']:7.4f}",
                   f"{'pixel acc':<{width}} {metrics['pixel_accuracy']:7.4f}"]
-        with open(os.path.join(out_dir, f"{prefix}_segmentation_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_segmentation_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
-        with open(os.path.join(out_dir, f"{prefix}_segmentation_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_segmentation_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        np.savetxt(os.path.join(out_dir, f"{prefix}_confusion_matrix.csv"), conf, fmt="%d",
-                   delimiter=",")
+        with epath.Path(out_dir, f"{prefix}_confusion_matrix.csv").open("w") as f:
+            np.savetxt(f, conf, fmt="%d", delimiter=",")
         return report
 
     def _unnormalize(self, images: np.ndarray) -> np.ndarray:
@@ -208,13 +209,15 @@ class SegmentationTask:
             overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
             png = Image.fromarray(mask, mode="P")
             png.putpalette(palette)
-            png.save(mask_path)
-            Image.fromarray(overlay_mask(image, mask, self.num_classes)).save(overlay_path)
+            with epath.Path(mask_path).open("wb") as f:
+                png.save(f, format="PNG")
+            with epath.Path(overlay_path).open("wb") as f:
+                Image.fromarray(overlay_mask(image, mask, self.num_classes)).save(f, format="PNG")
             counts = np.bincount(mask.reshape(-1), minlength=self.num_classes) / mask.size
             results.append({"image": name, "mask": mask_path, "overlay": overlay_path,
                             "class_fractions": {n: float(c) for n, c in
                                                 zip(self.class_names, counts, strict=True)}})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 

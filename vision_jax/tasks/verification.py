@@ -14,11 +14,11 @@ classification batches, so any classification source whose labels are identities
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
 from vision_jax.losses.metric_learning import LOSSES, gather_batch
@@ -124,13 +124,13 @@ class VerificationTask:
                   "margin": self.margin,
                   "threshold_rule": f"best accuracy on the first {self.validation_fraction:g} "
                                     "of the shuffled balanced pairs, applied to the rest"}
-        with open(os.path.join(out_dir, f"{prefix}_verification_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_verification_report.json").open("w") as f:
             json.dump(report, f, indent=1)
         lines = [f"{key:>26}  {value:.4f}" if isinstance(value, float) else f"{key:>26}  {value}"
                  for key, value in report["metrics"].items()]
         lines += [f"{'identities':>26}  {report['identities']}",
                   f"{'threshold rule':>26}  {report['threshold_rule']}"]
-        with open(os.path.join(out_dir, f"{prefix}_verification_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_verification_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
         return report
 
@@ -143,8 +143,8 @@ class VerificationTask:
         """`embeddings.npz` (names, unit embeddings) and, in `predictions.json`, each image's
         most similar other image with the cosine similarity."""
         embeddings = np.asarray(l2_normalize(jnp.asarray(outputs)))
-        np.savez(os.path.join(out_dir, "embeddings.npz"), names=np.asarray(names),
-                 embeddings=embeddings)
+        with epath.Path(out_dir, "embeddings.npz").open("wb") as f:
+            np.savez(f, names=np.asarray(names), embeddings=embeddings)
         similarity = embeddings @ embeddings.T
         np.fill_diagonal(similarity, -np.inf)
         results = []
@@ -154,6 +154,6 @@ class VerificationTask:
                 j = int(np.argmax(similarity[i]))
                 entry.update(nearest=names[j], similarity=float(similarity[i, j]))
             results.append(entry)
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results

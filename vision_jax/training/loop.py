@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import signal
 from typing import Any
 
@@ -19,11 +18,13 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
 from vision_jax import augment as augment_lib
 from vision_jax import data as data_lib
-from vision_jax.errors import ConfigError
+from vision_jax import paths
+from vision_jax.errors import ConfigError, StoppedBySignal
 from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
 from vision_jax.parallel import mesh as mesh_lib
 from vision_jax.parallel import sharding_rules
@@ -47,7 +48,7 @@ class Experiment:
 
     config: ml_collections.ConfigDict  # as given: what config.json records
     run: RunConfig  # the typed sections every layer receives
-    workdir: str
+    workdir: epath.Path
     info: Any
     mesh: jax.sharding.Mesh
     model: Any
@@ -74,7 +75,7 @@ class Experiment:
                 for k, v in local.items()}
 
 
-def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
+def build_experiment(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> Experiment:
     """Parses the config into sections, checks them against devices, data and model, then
     builds the run: the model once, its init traced once. Nothing is compiled until every
     check has passed."""
@@ -113,8 +114,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str) -> Experim
     else:
         train_step, eval_step, predict_step = jit_steps(
             model, tx, task, state_sharding, batch, replicated, preprocess)
-    checkpointer = Checkpointer(os.path.join(workdir, CHECKPOINT_DIR),
-                                keep=run.loop.keep_checkpoints)
+    workdir = paths.as_path(workdir)
+    checkpointer = Checkpointer(workdir / CHECKPOINT_DIR, keep=run.loop.keep_checkpoints)
     evaluators = build_evaluators(run.data.eval_split, run.loop.eval_every_steps,
                                   steps_per_epoch)
     return Experiment(config, run, workdir, info, mesh, model, task, tx, steps_per_epoch,
@@ -177,7 +178,7 @@ def evaluate(exp: Experiment, state: TrainState, split: str | None = None):
     return accumulator
 
 
-def write_examples(exp: Experiment, state: TrainState, out_dir: str, prefix: str = "eval",
+def write_examples(exp: Experiment, state: TrainState, out_dir: epath.Path, prefix: str = "eval",
                    count: int = 8, split: str | None = None) -> None:
     """Pictures of the first eval images with their predictions (task-specific); nothing is
     predicted or gathered for a task that draws none."""
@@ -220,21 +221,35 @@ class _StopSignal:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+def _write_config(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
     # The ConfigDict as given (not the sections): `load_workdir_config` reads it back.
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True)
+                                         + "\n")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def _check_workdir_storage(workdir: epath.Path) -> None:
+    """Unwritable storage is a one-line error before anything is built; a pod's hosts must
+    share the workdir (they write shards of one checkpoint), so a local one gets a warning."""
+    paths.check_writable(workdir, "--workdir")
+    if jax.process_count() > 1 and not paths.is_remote(workdir):
+        logging.warning(
+            "--workdir=%s is a local path in a %d-process run: on a pod slice each host "
+            "writes its shards of one checkpoint, so the workdir must be storage every host "
+            "shares (gs://bucket/run); a local path works only where all processes share "
+            "this disk", workdir, jax.process_count())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: paths.PathLike) -> dict[str, float]:
     """Trains (resuming from the workdir's latest checkpoint), evaluates and writes
-    the reports. Returns the final eval metrics."""
-    workdir = os.path.abspath(workdir)
+    the reports. Returns the final eval metrics; raises `StoppedBySignal` after the
+    checkpoint a SIGTERM asked for."""
+    workdir = paths.as_path(workdir)
+    _check_workdir_storage(workdir)
     exp = build_experiment(config, workdir)
     if exp.is_main:
-        os.makedirs(workdir, exist_ok=True)
         _write_config(config, workdir)
-    record_kernel_choices(os.path.join(workdir, "kernels.json"), write=exp.is_main)
+    record_kernel_choices(workdir / "kernels.json", write=exp.is_main)
     writer = MetricWriter(workdir, enabled=exp.is_main)
 
     run = exp.run
@@ -255,7 +270,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         show_bar=run.loop.progress_bar)
     stop = _StopSignal()
     pending: list[dict] = []
-    eval_metrics: dict[str, float] = {}
     evaluate_split = functools.partial(evaluate, exp, state)
     try:
         for step in range(start + 1, exp.total_steps + 1):
@@ -281,14 +295,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     writer.write(step, metrics)
                     progress.write(f"step {step}: " + ", ".join(
                         f"{k}={v:.4f}" for k, v in metrics.items()))
-                    eval_metrics.update(metrics)
             stopping = stop.should_stop(step, run.loop.log_every_steps)
             if step % ckpt_every == 0 or last or stopping:
                 exp.checkpointer.save(state, train_iter.get_state())
             if stopping and not last:
                 exp.checkpointer.wait()
                 progress.write(f"stopped at step {step} on SIGTERM; the same command resumes")
-                return eval_metrics
+                raise StoppedBySignal(signal.SIGTERM, step)
         final_step = max(start, exp.total_steps)
         final: dict[str, float] = {}
         for evaluator in exp.evaluators:
@@ -321,17 +334,16 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}/{k}": float(v) for k, v in metrics.items()}
 
 
-def _plot_curves(workdir: str) -> None:
+def _plot_curves(workdir: epath.Path) -> None:
     from vision_jax.viz.training_curves import plot_training_curves
 
     try:
-        plot_training_curves(os.path.join(workdir, "metrics.jsonl"),
-                             os.path.join(workdir, "training_curves.png"))
+        plot_training_curves(workdir / "metrics.jsonl", workdir / "training_curves.png")
     except Exception as e:  # noqa: BLE001 - a plot must never fail a finished run
         logging.warning("could not plot training curves: %s", e)
 
 
-def restore_experiment(workdir: str) -> tuple[Experiment, TrainState]:
+def restore_experiment(workdir: paths.PathLike) -> tuple[Experiment, TrainState]:
     """The experiment a finished (or interrupted) run describes, at its latest checkpoint."""
     exp = build_experiment(load_workdir_config(workdir), workdir)
     state, _ = exp.checkpointer.restore(exp.abstract_state)
@@ -339,11 +351,10 @@ def restore_experiment(workdir: str) -> tuple[Experiment, TrainState]:
     return exp, state
 
 
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+def load_workdir_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
+    path = paths.as_path(workdir) / "config.json"
+    if not path.exists():
         raise FileNotFoundError(f"{path} not found: --workdir must be a directory a training "
                                 "run wrote")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
 

@@ -10,10 +10,13 @@ failure is a `ConfigError` whose one-line message names the field and the fix.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 
 from vision_jax import models
 from vision_jax.errors import ConfigError
@@ -45,6 +48,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _validate_sharding(run, device_count)
+    run = _round_up_eval_batch(config, run, max(dp, process_count))
     for field in ("batch_size", "eval_batch_size"):
         size = getattr(run.data, field)
         multiple = max(dp, process_count)
@@ -55,6 +59,21 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
                 f"mesh ({device_count} devices, {process_count} processes); use a multiple of "
                 f"{multiple}, e.g. --config.{field}={lower}")
     return run
+
+
+def _round_up_eval_batch(config: ml_collections.ConfigDict, run: RunConfig,
+                         multiple: int) -> RunConfig:
+    """Evaluation pads its last batch and masks the padding, so an eval batch that does not
+    divide over the mesh is rounded up to the next multiple (every example still counts
+    once); only the train batch must divide. The config records the size that ran."""
+    size = run.data.eval_batch_size
+    if size % multiple == 0:
+        return run
+    rounded = -(-size // multiple) * multiple
+    logging.warning("config.eval_batch_size=%d does not divide over the %d-way data-parallel "
+                    "mesh: rounded up to %d", size, multiple, rounded)
+    config.eval_batch_size = rounded  # the data layer still reads the ConfigDict
+    return dataclasses.replace(run, data=dataclasses.replace(run.data, eval_batch_size=rounded))
 
 
 def _validate_sharding(run: RunConfig, device_count: int) -> None:
