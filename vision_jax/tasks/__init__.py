@@ -14,7 +14,8 @@ from vision_jax.tasks.base import Task, TaskEntry
 
 TASKS: Registry[TaskEntry] = Registry(
     "task", field="config.task",
-    modules=["vision_jax.tasks.classification", "vision_jax.tasks.segmentation"])
+    modules=["vision_jax.tasks.classification", "vision_jax.tasks.segmentation",
+             "vision_jax.tasks.multilabel", "vision_jax.tasks.verification"])
 
 
 def _create_detection(config: Any, info: Any) -> Task:
