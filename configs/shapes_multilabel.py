@@ -40,6 +40,6 @@ def get_config(arg: str | None = None):
     config.log_every_steps = 25
     config.eval_every_steps = 250  # every 2 epochs (125 steps each)
     if arg == "smoke":
-        common.apply_smoke(config, {"model.width": 8, "eval_batch_size": 100,
+        common.apply_smoke(config, {"model.width": 8, "image_size": 32, "eval_batch_size": 100,
                                     "eval_split": "test[:200]"})
     return config
