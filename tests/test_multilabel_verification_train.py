@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image
 from train_cli import REPO, cpu_env, run_train
 
@@ -24,14 +25,21 @@ def _records(workdir) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+CAPPED_EXAMPLES = 200  # per split (the smoke eval split is test[:200]); the whole build
+# takes minutes on a loaded machine
+
+
 @pytest.fixture(scope="module")
 def multilabel_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("multilabel_train")
     data_dir = base / "tfds"
-    data_dir.mkdir()
+    builder = shapes_multilabel.ShapesMultilabel(data_dir=str(data_dir),
+                                                 file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        max_examples_per_split=CAPPED_EXAMPLES))
     workdir = base / "run"
     result = run_train(workdir, f"--config.data_dir={data_dir}",
-                       config="configs/shapes_multilabel.py:smoke")
+                       config="configs/shapes_multilabel.py:smoke", timeout=1500)
     return workdir, json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -45,7 +53,7 @@ def test_multilabel_smoke_run_writes_reports_chart_and_thresholds(multilabel_run
         assert 0.0 <= final[key] <= 1.0, key
     report = json.load(open(workdir / "eval_multilabel_report.json"))
     assert [key for key in report if key in LABELS] == LABELS
-    assert report["examples"] == 200  # eval_split test[:200]
+    assert report["examples"] == CAPPED_EXAMPLES  # eval_split test[:200] of the capped split
     assert report["mAP"] == pytest.approx(final["eval/map"], rel=1e-6)
     text = (workdir / "eval_multilabel_report.txt").read_text()
     assert "mAP" in text and "triangle" in text
@@ -69,7 +77,7 @@ def test_predict_applies_the_saved_thresholds(multilabel_run, tmp_path):
         Image.fromarray(image).save(images / f"scene{index}.png")
     result = subprocess.run([sys.executable, "-m", "vision_jax.predict", f"--workdir={workdir}",
                              f"--images={images}"], cwd=REPO, env=cpu_env(1),
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     out = workdir / "predictions"
     predictions = json.load(open(out / "predictions.json"))
@@ -89,7 +97,7 @@ def test_predict_applies_the_saved_thresholds(multilabel_run, tmp_path):
 def verification_run(tmp_path_factory, digits_data_dir):
     workdir = tmp_path_factory.mktemp("verification_train") / "run"
     result = run_train(workdir, f"--config.data_dir={digits_data_dir}",
-                       config="configs/digits_verification.py:smoke")
+                       config="configs/digits_verification.py:smoke", timeout=1500)
     return workdir, json.loads(result.stdout.strip().splitlines()[-1])
 
 
