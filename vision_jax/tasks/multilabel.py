@@ -260,7 +260,7 @@ class MultilabelOptions:
 
 
 def check_multilabel_options(options: MultilabelOptions, *, num_classes: int,
-                             augment: Any) -> None:
+                             augment: Any, model: Any = None) -> None:
     """The per-label fields against `config.num_classes`."""
     for field in ("label_names", "pos_weight"):
         values = getattr(options, field)
@@ -275,7 +275,8 @@ def check_multilabel_options(options: MultilabelOptions, *, num_classes: int,
         raise ConfigError("config.multilabel.pos_weight must be non-negative")
 
 
-def _create(options: MultilabelOptions, *, num_classes: int, info, data) -> MultilabelTask:
+def _create(options: MultilabelOptions, *, num_classes: int, info, data,
+            model: Any = None) -> MultilabelTask:
     names = options.label_names or info.class_names or dataset_label_names(
         data.dataset, data.data_dir)
     if not options.label_names and names and len(names) != num_classes:

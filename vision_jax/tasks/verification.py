@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -201,13 +202,15 @@ class VerificationOptions:
     pair_seed: int = option(0, "seeds the choice of negative eval pairs and their split")
 
 
-def _check(options: VerificationOptions, *, num_classes: int, augment) -> None:
+def _check(options: VerificationOptions, *, num_classes: int, augment,
+           model: Any = None) -> None:
     if num_classes < 2:
         raise ConfigError(f"config.num_classes={num_classes} is the embedding size of the "
                           "verification task; set it to 2 or more (e.g. 64)")
 
 
-def _create(options: VerificationOptions, *, num_classes: int, info, data) -> VerificationTask:
+def _create(options: VerificationOptions, *, num_classes: int, info, data,
+            model: Any = None) -> VerificationTask:
     return VerificationTask(options.loss, options.margin or None, options.validation_fraction,
                             options.pair_seed)
 
