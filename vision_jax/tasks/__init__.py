@@ -13,7 +13,8 @@ from vision_jax.tasks.base import Task, TaskEntry
 TASKS: Registry[TaskEntry] = Registry(
     "task", field="config.task",
     modules=["vision_jax.tasks.classification", "vision_jax.tasks.segmentation",
-             "vision_jax.tasks.detection"])
+             "vision_jax.tasks.detection", "vision_jax.tasks.multilabel",
+             "vision_jax.tasks.verification"])
 
 
 def names() -> list[str]:

@@ -34,6 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
     # setting the group of a task other than config.task is an error.
     c.segmentation = ml_collections.ConfigDict()
     c.detection = ml_collections.ConfigDict()
+    c.multilabel = ml_collections.ConfigDict()
+    c.verification = ml_collections.ConfigDict()
 
     # --- data: every field and its meaning in vision_jax/data/config.py ---------
     data = default_data_config()
