@@ -48,9 +48,11 @@ def _digits_config(data_dir: str, **overrides):
 
 def _vgg_bn_config(data_dir: str, **overrides):
     """A small model with batch norms: vgg11_bn (16 hidden units) on digits at 32x32."""
-    return _digits_config(data_dir, **{"model_name": "vgg11_bn", "image_size": 32,
-                                       "num_steps": 3, "eval_every_steps": 3,
-                                       "checkpoint_every_steps": 3, **overrides})
+    config = _digits_config(data_dir, **{"model_name": "vgg11_bn", "image_size": 32,
+                                         "num_steps": 3, "eval_every_steps": 3,
+                                         "checkpoint_every_steps": 3, **overrides})
+    config.model.hidden_units = 16
+    return config
 
 
 def _write_source(workdir: str, config) -> dict[str, np.ndarray]:
