@@ -62,7 +62,7 @@ def get_config(arg: str | None = None):
         config.init_from.path = SOURCE_WORKDIR
         config.init_from.skip = "^params/classifier/"
     if recipe == "two_phase":
-        config.transfer.head_epochs = 0.02 if smoke else 5.0  # smoke: 2 of its 6 steps
+        config.transfer.head_epochs = 0.02 if smoke else 5.0  # smoke: 2 of its 12 steps
         config.transfer.finetune_lr_scale = 0.3
     if recipe == "linear":
         config.freeze = "^conv"
