@@ -38,6 +38,8 @@ from vision_jax.training.run_config import RunConfig, ShardingSection
 from vision_jax.training.state import TracedInit, TrainState
 from vision_jax.training.step import jit_steps
 from vision_jax.training.step_shard_map import shard_map_steps
+from vision_jax.weights import init_from
+from vision_jax.weights.frozen_norms import with_frozen_batch_norms
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -96,8 +98,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: paths.PathLike)
     total_steps = optimizer_lib.total_train_steps(run.loop.num_epochs, run.loop.num_steps,
                                                   steps_per_epoch)
     tx = optimizer_lib.create_optimizer(run.optimizer, run.schedule, steps_per_epoch,
-                                        total_steps)
-    model = validate.build_model(run)
+                                        total_steps, run.transfer)
+    model = with_frozen_batch_norms(validate.build_model(run), run.transfer)
     traced_init = validate.check_model_fits(run, model, tx, info)
 
     mesh = mesh_lib.make_mesh(run.mesh)
@@ -261,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if exp.is_main:
             print(f"resuming from the checkpoint at step {int(state.step)}", flush=True)
     else:
-        state = init_state(exp, init_rng)
+        state = init_from.fresh_state(exp, init_rng)  # config.init_from, else init_state
     start = int(jax.device_get(state.step))
     writer.truncate_after(start)
 

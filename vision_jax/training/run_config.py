@@ -44,6 +44,7 @@ from vision_jax.sections import (
 from vision_jax.tasks import TASKS
 from vision_jax.training.defaults import default_config
 from vision_jax.training.optimizer import OptimizerSection, ScheduleSection
+from vision_jax.weights.section import TransferSection, transfer_section
 
 DTYPES = ("float32", "bfloat16", "float16")
 STRATEGIES = ("jit", "shard_map")
@@ -129,6 +130,7 @@ class RunConfig:
     sharding: ShardingSection
     loop: LoopSection
     task_options: Any  # the task's options section (None for a task that declares none)
+    transfer: TransferSection = TransferSection()  # init_from, freeze, the two-phase recipe
 
 
 def _values(config: ml_collections.ConfigDict, cls: type) -> dict[str, Any]:
@@ -173,7 +175,8 @@ def parse_config(config: ml_collections.ConfigDict) -> RunConfig:
         schedule=build(ScheduleSection, config.get("schedule"), "config.schedule"),
         mesh=build(MeshSection, config.get("mesh"), "config.mesh"),
         sharding=build(ShardingSection, config.get("sharding"), "config.sharding"),
-        loop=_loop_section(config), task_options=task_options)
+        loop=_loop_section(config), task_options=task_options,
+        transfer=transfer_section(config))
 
 
 def _loop_section(config: ml_collections.ConfigDict) -> LoopSection:
