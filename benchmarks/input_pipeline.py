@@ -89,8 +89,9 @@ def time_ours(root: str, workers: int) -> tuple[float, float]:
     from vision_jax.augment import DevicePreprocess, augment_section
 
     config = _config(root, workers)
-    info = data_lib.validate_data_config(config)
-    iterator = data_lib.make_train_iterator(config, info, process_index=0, process_count=1)
+    data = data_lib.data_section(config)
+    data_lib.validate_data_config(data)
+    iterator = data_lib.make_train_iterator(data, process_index=0, process_count=1)
     try:
         host = _time(iterator, _BATCHES.value, config.batch_size)
         batch = jax.device_put(next(iterator))

@@ -174,11 +174,11 @@ def _train_batches(config: ml_collections.ConfigDict):
     from vision_jax.training import loop
     from vision_jax.training.run_config import parse_config
 
-    info = data_lib.validate_data_config(config, jax.process_count())
-    task = loop.create_task(parse_config(config), config, info)
+    run = parse_config(config)
+    task = loop.create_task(run, data_lib.validate_data_config(run.data, jax.process_count()))
     return data_lib.make_train_iterator(
-        config, info, process_index=jax.process_index(), process_count=jax.process_count(),
-        spec=task.example_spec(config))
+        run.data, process_index=jax.process_index(), process_count=jax.process_count(),
+        spec=task.example_spec())
 
 
 def _input_pipeline_images_per_s(config: ml_collections.ConfigDict, batches: int) -> float:

@@ -274,10 +274,10 @@ def remote_run_script(
     the log goes to `<remote_dir>/<log_file>` (so `logs` works) and is streamed back, and
     the pid to `train.pid` (so `kill` works).
 
-    Exits with training's exit code; with SIGTERM_EXIT when the worker itself got SIGTERM
-    (what a preemption or maintenance event sends every process: the trainer checkpoints
-    and exits 0, which alone would read as "finished"); with KILLED_EXIT when `kill`
-    stopped it (`kill` removes the pid file).
+    Exits with training's exit code (the trainer itself exits SIGTERM_EXIT after the
+    checkpoint a SIGTERM asks for); with SIGTERM_EXIT when the worker itself got SIGTERM
+    (what a preemption or maintenance event sends every process), whatever training
+    returned; with KILLED_EXIT when `kill` stopped it (`kill` removes the pid file).
     """
     remote_dir = check_remote_path("--remote-dir", remote_dir)
     log = check_remote_path("--log-file", log_file)

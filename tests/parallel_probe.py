@@ -23,7 +23,6 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
-from vision_jax import data as data_lib  # noqa: E402
 from vision_jax.training import loop  # noqa: E402
 
 FSDP_MIN_SIZE = 1024
@@ -76,9 +75,7 @@ def main(out: str, data_dir: str, model: str, steps: str, *variants: str) -> Non
             initial = jax.device_get(loop.init_state(exp, init_rng))
         shardings = jax.tree.map(lambda s: s.sharding, exp.abstract_state)
         state = jax.device_put(initial, shardings)
-        batches = data_lib.make_train_iterator(
-            config, exp.info, process_index=jax.process_index(),
-            process_count=jax.process_count(), spec=exp.task.example_spec(config))
+        batches = loop.train_iterator(exp)
         train = []
         for _ in range(config.num_steps):
             state, sums = exp.train_step(state, exp.global_batch(next(batches)), train_rng)

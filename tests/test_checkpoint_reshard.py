@@ -7,6 +7,7 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 from train_cli import run_train
 
 from vision_jax.training import loop
@@ -33,6 +34,7 @@ CONTINUATIONS = {
 }
 
 
+@pytest.mark.slow  # 90 s on 2 cores; 1-vs-8 device agreement runs in CI (test_sharding)
 def test_a_checkpoint_from_8_devices_continues_elsewhere(tmp_path, digits_data_dir):
     # A constant learning rate (the schedule does not depend on total steps) and no dropout
     # (shard_map draws masks per device), so continuing must reproduce the reference.

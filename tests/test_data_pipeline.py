@@ -6,16 +6,30 @@ import json
 import numpy as np
 import pytest
 
+from vision_jax.augment import augment_section
 from vision_jax.data import (
-    DatasetInfo,
+    data_section,
     default_data_config,
     make_eval_iterator,
     make_train_iterator,
     validate_data_config,
 )
 
-SYNTHETIC_INFO = DatasetInfo(name="synthetic", num_classes=3, class_names=None,
-                             image_shape=(4, 4, 1), split_sizes={}, num_channels=1)
+
+def _train(config, **kwargs):
+    """The train iterator over `config`'s data section (what the loop hands the pipeline)."""
+    return make_train_iterator(data_section(config), **kwargs)
+
+
+def _eval(config, *args, **kwargs):
+    return make_eval_iterator(data_section(config), *args, **kwargs)
+
+
+def _validate(config, process_count=1):
+    """The checks a run makes before any pipeline: the sections (each field beside its
+    declaration), then the dataset against them."""
+    augment_section(config.augment)
+    return validate_data_config(data_section(config), process_count)
 
 
 def _synthetic_source(size):
@@ -71,8 +85,8 @@ def _assert_same_batches(a, b):
 
 
 def test_train_batches_have_the_documented_layout(digits_config):
-    info = validate_data_config(digits_config)
-    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    _validate(digits_config)
+    iterator = _train(digits_config, process_index=0, process_count=1)
     batch, second = next(iterator), next(iterator)
     assert set(batch) == {"image", "label", "index"}
     assert batch["image"].shape == (16, 28, 28, 1) and batch["image"].dtype == np.uint8
@@ -85,22 +99,22 @@ def test_train_batches_have_the_documented_layout(digits_config):
 
 
 def test_same_seed_same_stream_other_seed_other_stream(digits_config):
-    info = validate_data_config(digits_config)
-    first = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 3)
-    again = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 3)
+    _validate(digits_config)
+    first = _take(_train(digits_config, process_index=0, process_count=1), 3)
+    again = _take(_train(digits_config, process_index=0, process_count=1), 3)
     _assert_same_batches(first, again)
     digits_config.seed = 4
-    other = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 1)
+    other = _take(_train(digits_config, process_index=0, process_count=1), 1)
     assert not np.array_equal(first[0]["label"], other[0]["label"])
 
 
 def test_resume_from_json_state_continues_exactly(digits_config):
-    info = validate_data_config(digits_config)
-    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    _validate(digits_config)
+    iterator = _train(digits_config, process_index=0, process_count=1)
     _take(iterator, 3)
     state = json.loads(json.dumps(iterator.get_state()))  # what the checkpoint stores
     expected = _take(iterator, 3)
-    resumed = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    resumed = _train(digits_config, process_index=0, process_count=1)
     resumed.set_state(state)
     _assert_same_batches(_take(resumed, 3), expected)
 
@@ -109,7 +123,7 @@ def test_two_processes_partition_every_epoch():
     config = _synthetic_config(batch_size=8)
     source = _synthetic_source(40)
     per_process = [
-        [_ids(b) for b in _take(make_train_iterator(config, SYNTHETIC_INFO, process_index=p,
+        [_ids(b) for b in _take(_train(config, process_index=p,
                                                     process_count=2, source=source), 10)]
         for p in range(2)
     ]
@@ -128,9 +142,9 @@ def test_two_processes_partition_every_epoch():
 
 
 def test_global_batch_does_not_depend_on_process_count(digits_config):
-    info = validate_data_config(digits_config)
-    single = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 2)
-    shards = [_take(make_train_iterator(digits_config, info, process_index=p, process_count=2), 2)
+    _validate(digits_config)
+    single = _take(_train(digits_config, process_index=0, process_count=1), 2)
+    shards = [_take(_train(digits_config, process_index=p, process_count=2), 2)
               for p in range(2)]
     b = digits_config.batch_size // 2
     for k in range(2):
@@ -145,7 +159,7 @@ def test_global_batch_does_not_depend_on_process_count(digits_config):
 
 def test_train_iterator_crosses_epochs_without_stopping():
     config = _synthetic_config(batch_size=4)
-    iterator = make_train_iterator(config, SYNTHETIC_INFO, process_index=0, process_count=1,
+    iterator = _train(config, process_index=0, process_count=1,
                                    source=_synthetic_source(10))
     ids = np.concatenate([_ids(b) for b in _take(iterator, 10)])  # 4 epochs of 10
     for epoch in range(4):
@@ -161,7 +175,7 @@ def test_eval_padding_gives_equal_batch_counts_and_each_example_once(
     expected_batches = -(-size // eval_batch_size)
     real_ids = []
     for p in range(process_count):
-        batches = make_eval_iterator(config, SYNTHETIC_INFO, process_index=p,
+        batches = _eval(config, process_index=p,
                                      process_count=process_count, source=source)
         listed = list(batches)
         assert len(batches) == len(listed) == expected_batches
@@ -177,11 +191,11 @@ def test_eval_padding_gives_equal_batch_counts_and_each_example_once(
 
 
 def test_eval_over_digits_test_split_with_two_processes(digits_config):
-    info = validate_data_config(digits_config)
+    _validate(digits_config)
     images, labels = [], []
     counts = []
     for p in range(2):
-        batches = list(make_eval_iterator(digits_config, info, process_index=p, process_count=2))
+        batches = list(_eval(digits_config, process_index=p, process_count=2))
         counts.append(len(batches))
         for batch in batches:
             real = batch["mask"] == 1
@@ -200,16 +214,16 @@ def test_eval_over_digits_test_split_with_two_processes(digits_config):
 
 
 def test_worker_processes_give_the_in_process_stream_and_resume(digits_config):
-    info = validate_data_config(digits_config)
-    expected = _take(make_train_iterator(digits_config, info, process_index=0, process_count=1), 4)
+    _validate(digits_config)
+    expected = _take(_train(digits_config, process_index=0, process_count=1), 4)
     digits_config.num_data_workers = 1
-    iterator = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    iterator = _train(digits_config, process_index=0, process_count=1)
     try:
         _assert_same_batches(_take(iterator, 2), expected[:2])
         state = json.loads(json.dumps(iterator.get_state()))
     finally:
         iterator.close()
-    resumed = make_train_iterator(digits_config, info, process_index=0, process_count=1)
+    resumed = _train(digits_config, process_index=0, process_count=1)
     try:
         resumed.set_state(state)
         _assert_same_batches(_take(resumed, 2), expected[2:])
@@ -230,12 +244,12 @@ def test_bad_config_fails_before_any_pipeline(digits_config, field, value, proce
                                               message):
     digits_config.update_from_flattened_dict({field: value})
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-        validate_data_config(digits_config, process_count=process_count)
+        _validate(digits_config, process_count=process_count)
 
 
 def test_eval_uses_the_given_split(digits_config):
-    info = validate_data_config(digits_config)
-    batches = make_eval_iterator(digits_config, info, "train", process_index=0, process_count=1)
+    _validate(digits_config)
+    batches = _eval(digits_config, "train", process_index=0, process_count=1)
     assert batches.num_examples == 4000 and len(batches) == 16
     first = next(iter(batches))
     assert first["mask"].sum() == 256
@@ -245,22 +259,22 @@ def test_missing_config_field_is_named(digits_config):
     # The dataset has no default: a config without one is told which field to set.
     del digits_config["dataset"]
     with pytest.raises(ValueError, match=r"config\.dataset"):
-        validate_data_config(digits_config)
+        _validate(digits_config)
 
 
 def test_image_channels_converts_grey_digits_to_rgb(digits_config):
     digits_config.image_channels = 3
     digits_config.normalize.mean = (0.1, 0.2, 0.3)
     digits_config.normalize.std = (1.0, 1.0, 1.0)
-    info = validate_data_config(digits_config)
-    batch = next(iter(make_eval_iterator(digits_config, info, process_index=0, process_count=1)))
+    _validate(digits_config)
+    batch = next(iter(_eval(digits_config, process_index=0, process_count=1)))
     assert batch["image"].shape == (256, 28, 28, 3)
     # The same grey pixel in every channel.
     np.testing.assert_array_equal(batch["image"][..., 1], batch["image"][..., 0])
     np.testing.assert_array_equal(batch["image"][..., 2], batch["image"][..., 0])
     digits_config.image_channels = 2
     with pytest.raises(ValueError, match=r"config\.image_channels=2 must be"):
-        validate_data_config(digits_config)
+        _validate(digits_config)
 
 
 def test_folder_dataset_of_mixed_sizes_is_resized_into_batches(tmp_path):
@@ -280,10 +294,10 @@ def test_folder_dataset_of_mixed_sizes_is_resized_into_batches(tmp_path):
     config.eval_batch_size = 4
     config.augment.flip = True
     config.augment.crop_padding = 2
-    info = validate_data_config(config)
+    info = _validate(config)
     assert info.image_shape is None and info.num_channels == 3 and info.num_classes == 2
-    batch = next(make_train_iterator(config, info, process_index=0, process_count=1))
+    batch = next(_train(config, process_index=0, process_count=1))
     assert batch["image"].shape == (4, 12, 12, 3)
     assert sorted(batch["label"]) == [0, 0, 1, 1]
-    (eval_batch,) = list(make_eval_iterator(config, info, process_index=0, process_count=1))
+    (eval_batch,) = list(_eval(config, process_index=0, process_count=1))
     assert eval_batch["mask"].tolist() == [1, 1, 1, 1]

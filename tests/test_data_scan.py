@@ -81,6 +81,7 @@ def test_an_empty_class_folder_is_named(tmp_path):
 
 
 def test_training_runs_the_check_before_compiling(tmp_path):
+    from vision_jax.data.config import data_section
     from vision_jax.data.pipeline import validate_data_config
     from vision_jax.training.defaults import default_config
 
@@ -95,7 +96,7 @@ def test_training_runs_the_check_before_compiling(tmp_path):
     folder_lib.index_folder.cache_clear()
     with pytest.raises(ValueError, match="^config.dataset='folder:pets': cannot decode image "
                                          f"file {tmp_path / 'pets' / 'dog' / '9.jpg'}: "):
-        validate_data_config(config)
+        validate_data_config(data_section(config))
 
 
 # -- fuzz ------------------------------------------------------------------------------------

@@ -292,8 +292,8 @@ def _start(script: str, home: Path) -> subprocess.Popen:
     return worker
 
 
-# Like the trainer: on SIGTERM it finishes (checkpoints) and exits 0.
-TRAINER_LIKE = 'trap \'echo "checkpointed"; exit 0\' TERM\necho started\nsleep 60 & wait\n'
+# Like the trainer: on SIGTERM it finishes (checkpoints) and exits 143.
+TRAINER_LIKE = 'trap \'echo "checkpointed"; exit 143\' TERM\necho started\nsleep 60 & wait\n'
 
 
 def test_kill_stops_a_training_started_by_run(tmp_path):

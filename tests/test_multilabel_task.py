@@ -121,7 +121,7 @@ def test_predictions_list_probabilities_and_labels_above_threshold(tmp_path):
 
 def test_example_spec_stacks_multi_hot_batches():
     # Through the shared host path (`transforms.stack`), as the pipeline batches them.
-    spec = MultilabelTask(3).example_spec(None)
+    spec = MultilabelTask(3).example_spec()
     assert spec.keys == {"labels"}
     records = [{"image": np.zeros((4, 4, 3), np.uint8), "labels": np.uint8([1, 0, 1]),
                 "extra": 1}] * 2
@@ -129,7 +129,7 @@ def test_example_spec_stacks_multi_hot_batches():
     assert batch["labels"].dtype == np.float32 and batch["labels"].shape == (2, 3)
     assert batch["image"].shape == (2, 4, 4, 3)
     # Records that list class ids (TFDS Sequence(ClassLabel)) become multi-hot.
-    spec = MultilabelTask(3, labels_as_ids=True).example_spec(None)
+    spec = MultilabelTask(3, labels_as_ids=True).example_spec()
     records = [{"image": np.zeros((4, 4, 3), np.uint8), "labels": [2]},
                {"image": np.zeros((4, 4, 3), np.uint8), "labels": [0, 1]}]
     batch = transforms.stack([spec.select(r) for r in records])

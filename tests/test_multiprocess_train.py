@@ -157,6 +157,7 @@ def _finished_steps(directory) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
 
 
+@pytest.mark.slow  # a minute of two processes on 2 cores
 def test_killing_one_process_ends_the_job_and_the_checkpoint_resumes(tmp_path,
                                                                      digits_data_dir):
     workdir = tmp_path / "run"

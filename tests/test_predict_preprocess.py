@@ -1,13 +1,18 @@
 """`vision_jax.predict` reads and prepares images through the data pipeline's one host path:
 the batch it builds equals the eval pipeline's for the same files."""
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from vision_jax import predict
-from vision_jax.data import DatasetInfo, default_data_config, make_eval_iterator
+from vision_jax.data import (
+    DataSection,
+    DatasetInfo,
+    data_section,
+    default_data_config,
+    make_eval_iterator,
+)
 
 
 def test_predict_batches_equal_the_eval_pipelines(tmp_path):
@@ -23,10 +28,10 @@ def test_predict_batches_equal_the_eval_pipelines(tmp_path):
     config.image_size, config.image_channels, config.eval_batch_size = 12, 3, 2
     info = DatasetInfo(name="files", num_classes=2, class_names=None, image_shape=None,
                        split_sizes={}, num_channels=3)
-    batch = predict.preprocess(config, info, raw)
+    batch = predict.preprocess(data_section(config), info, raw)
     assert batch.shape == (2, 12, 12, 3) and batch.dtype == np.uint8
     records = [{"image": image, "label": 0} for image in raw]
-    (expected,) = list(make_eval_iterator(config, info, process_index=0, process_count=1,
+    (expected,) = list(make_eval_iterator(data_section(config), process_index=0, process_count=1,
                                           source=records))
     np.testing.assert_array_equal(batch, expected["image"])
 
@@ -38,8 +43,8 @@ def test_an_unreadable_file_is_named(tmp_path):
 
 
 def test_config_without_image_channels_uses_the_datasets():
-    config = ml_collections.ConfigDict({"image_size": 4})
+    data = DataSection(dataset="files", image_size=4)  # image_channels 0: the dataset's
     info = DatasetInfo(name="x", num_classes=2, class_names=None, image_shape=None,
                        split_sizes={}, num_channels=1)
-    batch = predict.preprocess(config, info, [np.full((6, 6, 3), 200, np.uint8)])
+    batch = predict.preprocess(data, info, [np.full((6, 6, 3), 200, np.uint8)])
     assert batch.shape == (1, 4, 4, 1)

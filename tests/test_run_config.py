@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import optax
 import pytest
 
 from configs import common
@@ -96,7 +97,8 @@ def test_kernel_options_that_cannot_run_are_named_not_the_image_size():
     info = DatasetInfo("x", None, None, None, {"train": 1}, num_channels=1)
     with pytest.raises(ConfigError, match=r"^config\.model\.conv_impl='no_such_kernel', "
                                           r"config\.model\.pool_impl='pallas' cannot run"):
-        validate.validate_against_data(config, info)
+        run = parse_config(config)
+        validate.check_model_fits(run, validate.build_model(run), optax.identity(), info)
 
 
 def test_configs_share_one_argument_parser():

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from vision_jax.augment import AugmentSection, DevicePreprocess
+from vision_jax.data import data_section
 from vision_jax.data import segmentation as seg
 from vision_jax.data.builtin import shapes_segmentation
 from vision_jax.data.pipeline import make_eval_iterator, make_train_iterator
@@ -114,17 +115,24 @@ def _config(dataset, num_classes=3, **segmentation):
     return config
 
 
+def _spec(config):
+    """The segmentation example spec `config`'s task would use (`config.segmentation` as it
+    is, for the mapping fields)."""
+    return seg.segmentation_spec(config.num_classes, dataset=config.dataset,
+                                 data_dir=config.data_dir, **config.segmentation.to_dict())
+
+
 def test_bad_mask_value_names_the_file(tmp_path):
     root = write_pet_folder(tmp_path / "pets", count=6)
     Image.fromarray(np.full((32, 40), 7, np.uint8)).save(
         os.path.join(root, "annotations", "trimaps", "Breed_0.png"))
     sources, _ = open_splits(f"segmentation_folder:{root}", {"s": "train", "t": "test"})
-    select = seg.segmentation_spec(_config(f"segmentation_folder:{root}")).select
+    select = _spec(_config(f"segmentation_folder:{root}")).select
     records = [sources[s][i] for s in ("train", "test") for i in range(len(sources[s]))]
     with pytest.raises(ValueError, match=r"Breed_0\.png has value\(s\) \[7\].*mask_mapping"):
         for record in records:
             select(record)
-    ignoring = seg.segmentation_spec(_config(f"segmentation_folder:{root}", unmapped="ignore"))
+    ignoring = _spec(_config(f"segmentation_folder:{root}", unmapped="ignore"))
     bad = next(r for r in records if r["file_name"].endswith("Breed_0.png"))
     assert (ignoring.select(bad)["segmentation"] == 255).all()
 
@@ -133,21 +141,21 @@ def test_mask_mappings_of_the_three_sources(tmp_path):
     trimap = np.array([[1, 2], [3, 2]], np.uint8)[..., None]
     image = np.zeros((2, 2, 3), np.uint8)
     # Pet trimaps, from TFDS and from a folder: 1 pet -> 0, 2 background -> 1, 3 border -> 2.
-    pets = seg.segmentation_spec(_config("tfds:oxford_iiit_pet")).select(
+    pets = _spec(_config("tfds:oxford_iiit_pet")).select(
         {"image": image, "segmentation_mask": trimap, "file_name": b"x.jpg"})
     np.testing.assert_array_equal(pets["segmentation"], trimap[..., 0] - 1)
     root = write_pet_folder(tmp_path / "pets", count=6)
-    folder = seg.segmentation_spec(_config(f"segmentation_folder:{root}")).select(
+    folder = _spec(_config(f"segmentation_folder:{root}")).select(
         {"image": image, "segmentation_mask": trimap})
     np.testing.assert_array_equal(folder["segmentation"], trimap[..., 0] - 1)
     # An explicit mapping, with the border ignored.
-    border_ignored = seg.segmentation_spec(_config(
+    border_ignored = _spec(_config(
         "tfds:oxford_iiit_pet", num_classes=2, mask_mapping={1: 0, 2: 1, 3: 255})).select(
         {"image": image, "segmentation_mask": trimap})
     np.testing.assert_array_equal(border_ignored["segmentation"], [[0, 1], [255, 1]])
     # Built-in shapes: class masks as they are.
     scene = shapes_segmentation.generate_example("test", 0)
-    shapes = seg.segmentation_spec(_config("builtin:shapes_segmentation", 4)).select(
+    shapes = _spec(_config("builtin:shapes_segmentation", 4)).select(
         {"image": scene["image"], "segmentation_mask": scene["class_mask"]})
     np.testing.assert_array_equal(shapes["segmentation"], np.squeeze(scene["class_mask"]))
 
@@ -204,12 +212,12 @@ def test_pipeline_batches_train_and_padded_eval(tmp_path):
     config.batch_size, config.eval_batch_size = 4, 8
     config.augment.flip, config.augment.crop_padding, config.augment.scale = True, 3, (0.8, 1.2)
     config.normalize.mean, config.normalize.std = (0.5,), (0.5,)
-    spec = seg.segmentation_spec(config)
-    info = validate_dataset(config.dataset, {"config.train_split": "train"})
-    batch = next(make_train_iterator(config, info, process_index=0, process_count=1, spec=spec))
+    data, spec = data_section(config), _spec(config)
+    validate_dataset(config.dataset, {"config.train_split": "train"})
+    batch = next(make_train_iterator(data, process_index=0, process_count=1, spec=spec))
     assert batch["image"].shape == (4, 16, 16, 3) and batch["image"].dtype == np.uint8
     assert batch["segmentation"].shape == (4, 16, 16) and batch["segmentation"].dtype == np.uint8
     assert set(np.unique(batch["segmentation"])) <= {0, 1, 2}  # augmentation is on device
-    batches = list(make_eval_iterator(config, info, process_index=0, process_count=1, spec=spec))
+    batches = list(make_eval_iterator(data, process_index=0, process_count=1, spec=spec))
     assert len(batches) == 1 and batches[0]["mask"].tolist() == [1, 1] + [0] * 6
     assert set(np.unique(batches[0]["segmentation"])) <= {0, 1, 2}  # no padding at eval

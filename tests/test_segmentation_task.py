@@ -9,8 +9,9 @@ import pytest
 from sklearn.metrics import accuracy_score, jaccard_score
 
 from vision_jax.tasks.base import SumAccumulator
-from vision_jax.tasks.segmentation import SegmentationTask, validate_segmentation_config
+from vision_jax.tasks.segmentation import SegmentationTask
 from vision_jax.training.defaults import default_config
+from vision_jax.training.run_config import parse_config
 
 IGNORE = 255
 
@@ -131,6 +132,8 @@ def test_sum_accumulator_totals_equal_one_big_batch():
 def _config(**segmentation):
     config = default_config()
     config.task, config.num_classes = "segmentation", 3
+    config.model_name, config.image_size = "unet", 32
+    config.dataset = "builtin:shapes_segmentation"
     for key, value in segmentation.items():
         config.segmentation[key] = value
     return config
@@ -147,12 +150,12 @@ def _config(**segmentation):
 ])
 def test_bad_segmentation_fields_are_named(fields, message):
     with pytest.raises(ValueError, match=message):
-        validate_segmentation_config(_config(**fields))
+        parse_config(_config(**fields))
 
 
 def test_rotation_is_accepted_and_good_config_passes():
-    validate_segmentation_config(_config(class_weights=(1.0, 1.0, 2.0), dice_weight=0.5,
-                                         mask_mapping={1: 0, 2: 1, 3: 255}))
+    parse_config(_config(class_weights=(1.0, 1.0, 2.0), dice_weight=0.5,
+                         mask_mapping={1: 0, 2: 1, 3: 255}))
     config = _config()
     config.augment.rotate_degrees = 10.0  # masks rotate with the image (nearest) on device
-    validate_segmentation_config(config)
+    parse_config(config)

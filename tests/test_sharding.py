@@ -49,7 +49,7 @@ def get_config(arg=None):
 
 @pytest.mark.parametrize("config, extra", [
     ("configs/mnist_cnn.py:smoke", ["--config.model.dropout_rate=0.3"]),
-    ("TINY_RESNET", []),
+    pytest.param("TINY_RESNET", [], marks=pytest.mark.slow),  # 2 min on 2 cores
 ])
 def test_one_and_eight_devices_agree(tmp_path, digits_data_dir, config, extra):
     if config == "TINY_RESNET":

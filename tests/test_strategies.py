@@ -36,7 +36,7 @@ def _probe(tmp_path, data_dir, model, steps=3):
             for v in ("jit", "shard_map", "fsdp")}
 
 
-@pytest.mark.parametrize("model", ["mnist", "resnet"])
+@pytest.mark.parametrize("model", ["mnist", pytest.param("resnet", marks=pytest.mark.slow)])
 def test_jit_shard_map_and_fsdp_train_alike(tmp_path, digits_data_dir, model):
     runs = _probe(tmp_path, digits_data_dir, model)
     reference, ref_record = runs["jit"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -12,8 +13,9 @@ import pytest
 
 from vision_jax import models
 from vision_jax.models import layers
-from vision_jax.summary import summarize
+from vision_jax.summary import format_table, summarize, summarize_config
 
+REPO = Path(__file__).resolve().parents[1]
 # He et al. (2015), Table 1: block type, blocks per stage, and the "FLOPs" row (multiply-adds).
 RESNETS = {
     "resnet18": ("basic", (2, 2, 2, 2), 1.8e9),
@@ -157,7 +159,7 @@ def test_grouped_conv_macs(grouped_test_net):
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vision_jax.summary", *args],
+    return subprocess.run([sys.executable, "-m", "vision_jax.summary", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -189,3 +191,61 @@ def test_cli_bad_input_is_one_line(args, field):
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()
     assert len(message) == 1 and field in message[0]
+
+
+def test_config_shows_its_model_at_its_classes_and_size():
+    # Was: no --config, and `--model seed_cnn` assumes 1000 classes (1,245,672 parameters).
+    result = _run_cli("--config", "configs/mnist_cnn.py", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["model"] == "seed_cnn" and printed["num_classes"] == 10
+    assert printed["input_shape"] == [28, 28, 1]
+    assert printed["total_params"] == printed["params"] == 104_202
+
+
+def test_config_overrides_and_args_apply():
+    result = _run_cli("--config", "configs/cifar10_resnet18.py", "--config.num_classes=7",
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["model"] == "resnet18" and printed["num_classes"] == 7
+    assert printed["input_shape"] == [32, 32, 3]
+
+
+def test_keras_style_totals():
+    from configs import cifar10_resnet18
+
+    summary = summarize_config(cifar10_resnet18.get_config())
+    # batch norm: a mean and a variance per channel of every BatchNorm layer
+    assert summary["non_trainable_params"] == summary["batch_stats"] > 0
+    assert summary["trainable_params"] == summary["params"]
+    assert summary["total_params"] == summary["params"] + summary["batch_stats"]
+    assert summary["size_mb"] == summary["total_params"] * 4 / 2**20  # float32 variables
+    table = format_table(summary)
+    assert f"Total params:         {summary['total_params']:,}" in table
+    assert f"({summary['size_mb']:.2f} MB)" in table
+    assert f"Non-trainable params: {summary['batch_stats']:,}" in table
+
+
+def test_workdir_shows_the_runs_model(tmp_path):
+    from configs import mnist_cnn
+
+    config = mnist_cnn.get_config()
+    config.image_size = 32  # what the run was trained at, not the model's default
+    with open(tmp_path / "config.json", "w") as f:
+        f.write(config.to_json_best_effort())
+    result = _run_cli("--workdir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "model seed_cnn, input 32x32x1, 10 classes" in result.stdout
+
+
+@pytest.mark.parametrize("args, field", [(("--model", "seed_cnn", "--config",
+                                           "configs/mnist_cnn.py"), "exactly one of"),
+                                         (("--workdir", "/nonexistent"), "config.json"),
+                                         (("--config", "configs/mnist_cnn.py",
+                                           "--num_classes", "3"), "--config.num_classes")])
+def test_source_mistakes_are_one_line(args, field):
+    result = _run_cli(*args)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("error: ") and field in message[0]

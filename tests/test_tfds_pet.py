@@ -21,7 +21,8 @@ from PIL import Image
 from tfds_local import fill_download_cache, prepare_as_told
 from train_cli import run_train
 
-from vision_jax.augment import device_preprocess
+from vision_jax.augment import augment_section, device_preprocess
+from vision_jax.data import data_section
 from vision_jax.data.pipeline import make_eval_iterator, make_train_iterator
 from vision_jax.data.segmentation import segmentation_spec
 from vision_jax.data.sources import open_splits
@@ -120,6 +121,13 @@ def _config(data_dir: Path, mask_mapping: dict | None) -> ml_collections.ConfigD
     return config
 
 
+def _spec(config: ml_collections.ConfigDict):
+    """The segmentation task's example spec for `config` (Pet trimaps unless mapped)."""
+    return segmentation_spec(config.num_classes, dataset=config.dataset,
+                             data_dir=config.data_dir,
+                             mask_mapping=config.segmentation.get("mask_mapping"))
+
+
 def _file_name(record) -> str:
     name = record["file_name"]
     return name.decode() if isinstance(name, bytes) else str(name)
@@ -163,8 +171,8 @@ def test_eval_batches_hold_the_mapped_trimaps(pet_data, mask_mapping):
     config.eval_batch_size = 3  # 4 test images: a full batch and a padded one
     sources, info = open_splits(config.dataset, {"config.eval_split": "test"}, config.data_dir)
     files = [_file_name(sources["test"][i]) for i in range(len(sources["test"]))]
-    batches = list(make_eval_iterator(config, info, process_index=0, process_count=1,
-                                      spec=segmentation_spec(config)))
+    batches = list(make_eval_iterator(data_section(config), process_index=0, process_count=1,
+                                      spec=_spec(config)))
     assert len(batches) == 2
     masks = np.concatenate([b["segmentation"] for b in batches])
     images = np.concatenate([b["image"] for b in batches])
@@ -187,10 +195,11 @@ def test_train_batches_hold_the_trimaps_or_their_mirrors(pet_data):
     config = _config(data_dir, {1: 0, 2: 1, 3: 2})
     config.batch_size = 4
     config.augment.flip = True  # and no other augmentation, so each mask is known up to a flip
-    info = open_splits(config.dataset, {"config.train_split": "train"}, config.data_dir)[1]
-    spec = segmentation_spec(config)
-    iterator = make_train_iterator(config, info, process_index=0, process_count=1, spec=spec)
-    augment = jax.jit(device_preprocess(config, spec).train)  # the train step's, on device
+    data, spec = data_section(config), _spec(config)
+    iterator = make_train_iterator(data, process_index=0, process_count=1, spec=spec)
+    # The train step's preprocessing, on device.
+    augment = jax.jit(device_preprocess(augment_section(config.augment), data.normalize,
+                                        spec).train)
     train = [_expected_mask(tree, f"{stem}.jpg") for stem, _, _ in rows[:8]]
     test = [_expected_mask(tree, f"{stem}.jpg") for stem, _, _ in rows[8:]]
     every = train + test  # precondition: all 12 masks and their mirrors tell the files apart

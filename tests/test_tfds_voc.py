@@ -30,11 +30,11 @@ from PIL import Image
 from tfds_local import fill_download_cache, prepare_as_told
 from train_cli import run_train
 
-from vision_jax.augment import device_preprocess
-from vision_jax.data.detection import detection_class_names
+from vision_jax.augment import augment_section, device_preprocess
+from vision_jax.data import data_section
+from vision_jax.data.detection import detection_class_names, detection_spec
 from vision_jax.data.pipeline import make_eval_iterator, make_train_iterator
 from vision_jax.data.sources import open_splits
-from vision_jax.tasks.detection import DetectionTask
 from vision_jax.training.defaults import default_config
 
 VOC = "voc/2007"
@@ -209,8 +209,8 @@ def test_eval_batches_hold_the_xml_boxes(voc_data, split):
     sources, info = open_splits(config.dataset, {"config.eval_split": split}, config.data_dir)
     ids = [_text(sources[split][i]["image/filename"]).removesuffix(".jpg")
            for i in range(len(sources[split]))]
-    batches = list(make_eval_iterator(config, info, split, process_index=0, process_count=1,
-                                      spec=DetectionTask.example_spec(config)))
+    batches = list(make_eval_iterator(data_section(config), split, process_index=0,
+                                      process_count=1, spec=detection_spec(MAX_BOXES)))
     assert len(batches) == 2
     batch = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     assert batch["mask"].tolist() == [1, 1, 1, 0]
@@ -235,10 +235,11 @@ def test_train_batches_hold_the_xml_boxes_or_their_mirrors(voc_data):
     config = _config(data_dir)
     config.batch_size = 4
     config.augment.flip = True  # and no other augmentation, so each box is known up to a flip
-    info = open_splits(config.dataset, {"config.train_split": "train"}, config.data_dir)[1]
-    spec = DetectionTask.example_spec(config)
-    iterator = make_train_iterator(config, info, process_index=0, process_count=1, spec=spec)
-    augment = jax.jit(device_preprocess(config, spec).train)  # the train step's, on device
+    data, spec = data_section(config), detection_spec(MAX_BOXES)
+    iterator = make_train_iterator(data, process_index=0, process_count=1, spec=spec)
+    # The train step's preprocessing, on device.
+    augment = jax.jit(device_preprocess(augment_section(config.augment), data.normalize,
+                                        spec).train)
     train = {i: _expected_boxes(im) for i, im in images.items() if im["split"] == "train"}
     # A left-right flip maps x to S - x: (x0, y0, x1, y1) -> (S - x1, y0, S - x0, y1).
     mirrors = {i: b[:, [2, 1, 0, 3]] * [-1, 1, -1, 1] + [IMAGE_SIZE, 0, IMAGE_SIZE, 0]

@@ -68,6 +68,7 @@ def test_evaluate_cli_reproduces_final_metrics(smoke_run):
     assert again["test/loss"] == pytest.approx(final["eval/loss"], rel=1e-5)
 
 
+@pytest.mark.slow  # 2 min on 2 cores; SIGTERM resume and corrupt-checkpoint tests run in CI
 def test_kill9_then_rerun_gives_exactly_the_uninterrupted_metrics(tmp_path, digits_data_dir):
     overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=300",
                  "--config.checkpoint_every_steps=20", "--config.log_every_steps=10",
@@ -90,7 +91,9 @@ def test_kill9_then_rerun_gives_exactly_the_uninterrupted_metrics(tmp_path, digi
     assert _records(interrupted) == _records(reference)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, digits_data_dir):
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, digits_data_dir):
+    """143 = 128 + SIGTERM, as if killed by it: schedulers and `launch.tpu_vm run` see a
+    preemption to re-run, not a finished job; the checkpoint is written first."""
     overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=100000",
                  "--config.checkpoint_every_steps=100000", "--config.log_every_steps=10",
                  "--config.eval_every_steps=100000"]
@@ -101,7 +104,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, digits_data_dir)
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]  # a preemption, to schedulers
+    assert proc.returncode == 143, out[-3000:]
+    assert "Traceback" not in out
     steps = _steps(tmp_path)
     assert len(steps) == 1 and 10 <= steps[0] < 100000
 

@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from vision_jax import models
@@ -14,6 +15,7 @@ from vision_jax.data.sources import DatasetInfo
 from vision_jax.models.unet import Upsample
 from vision_jax.training import validate
 from vision_jax.training.defaults import default_config
+from vision_jax.training.run_config import parse_config
 
 
 def _output_shape(size, depth, upsample, channels=3, num_classes=5):
@@ -69,7 +71,8 @@ def test_indivisible_size_is_a_config_error_before_compiling():
     config.model.base_width = 4
     info = DatasetInfo("x", None, None, None, {"train": 1}, num_channels=3)
     with pytest.raises(validate.ConfigError, match=r"config\.image_size=36.*multiple of 8"):
-        validate.validate_against_data(config, info)
+        run = parse_config(config)
+        validate.check_model_fits(run, validate.build_model(run), optax.identity(), info)
 
 
 def test_unknown_upsample_mode_is_named():

@@ -95,9 +95,6 @@ def test_too_few_eval_identities_is_a_config_error(lfw):
         split_identities(source, eval_fraction=0.1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="data/sources.py `_as_record` casts every scalar label to int; "
-                          "text identities (LFW's person names) need it to cast integers only")
 def test_our_tfds_source_reads_text_labels(lfw):
     _, data_dir, _ = lfw
     sources, info = open_splits("tfds:lfw", {"config.train_split": "train"}, str(data_dir))

@@ -140,7 +140,8 @@ for name, loss in LOSSES.items():
 from vision_jax.tasks.verification import VerificationTask
 inputs, w = data["inputs"], data["w"]
 for name in LOSSES:
-    task = VerificationTask(loss=name, gather_axes=("data",))
+    # No gather_axes: the task finds the bound batch axes itself, as in the loop's step.
+    task = VerificationTask(loss=name)
     def per_device_step(w, inputs, labels):
         def loss_fn(w):
             return task.loss(inputs @ w, {"label": labels})

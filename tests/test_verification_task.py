@@ -79,3 +79,21 @@ def test_predictions_write_unit_embeddings_and_nearest_images(tmp_path):
 def test_an_unknown_loss_is_a_clear_error():
     with pytest.raises(ValueError, match=r"loss='arcface' is not one of \['contrastive', "):
         VerificationTask(loss="arcface")
+
+
+def test_the_batch_axes_to_gather_are_found_only_inside_shard_map():
+    from jax.sharding import Mesh, PartitionSpec
+
+    from vision_jax.tasks.verification import bound_batch_axes
+
+    seen = []
+
+    def probe(x):
+        seen.append(bound_batch_axes())
+        return x
+
+    jax.jit(probe)(np.zeros(2, np.float32))
+    mesh = Mesh(np.asarray(jax.devices()[:1]), ("data",))
+    jax.jit(jax.shard_map(probe, mesh=mesh, in_specs=PartitionSpec("data"),
+                          out_specs=PartitionSpec("data")))(np.zeros(2, np.float32))
+    assert seen == [(), ("data",)]

@@ -145,6 +145,7 @@ def test_model_shapes_and_gradient_flow():
     assert out["grid"].shape == (2, 5, 5, 13)
 
 
+@pytest.mark.slow  # a minute of training steps; the shapes and gradient-flow tests run in CI
 def test_conv_head_reads_the_stage_of_the_cell_stride_and_learns_from_the_loss():
     model = create("yolo_v1", num_classes=3, backbone_width=8, head="conv", grid_size=8,
                    head_width=8, head_convs=1, dropout_rate=0.0)

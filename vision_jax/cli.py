@@ -7,7 +7,7 @@ import difflib
 import os
 import sys
 
-from vision_jax.errors import ConfigError
+from vision_jax.errors import ConfigError, StoppedBySignal
 from vision_jax.training.checkpoint import CheckpointError
 
 # Failures whose message already says what to fix: print it, not a traceback.
@@ -16,12 +16,15 @@ USER_ERRORS = (ConfigError, CheckpointError, FileNotFoundError)
 
 @contextlib.contextmanager
 def user_errors_exit():
-    """Prints `error: <message>` and exits with status 2 on a user error."""
+    """Prints `error: <message>` and exits with status 2 on a user error; a run stopped by a
+    signal (its checkpoint saved) exits with 128 + the signal's number."""
     try:
         yield
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except StoppedBySignal as e:
+        sys.exit(e.exit_code)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

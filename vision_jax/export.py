@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
 from absl import app, flags
+from etils import epath
 from flax import traverse_util
 
+from vision_jax import paths
 from vision_jax.errors import ConfigError
 
 FORMATS = ("safetensors", "keras_h5", "jax_export")
@@ -60,24 +63,24 @@ def model_definition(config: Any, input_shape: tuple[int, int, int]) -> dict[str
 
 
 def export_safetensors(variables: dict[str, Any], definition: dict[str, Any],
-                       out_dir: str) -> list[str]:
+                       out_dir: paths.PathLike) -> list[str]:
     """Writes ``model.safetensors`` and ``model.json``; returns the paths."""
     from vision_jax.weights.torch_format import EXTRA_HINT
 
     try:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
     except ModuleNotFoundError:
         raise ExportError(f"--format safetensors needs the safetensors package: "
                           f"{EXTRA_HINT}") from None
     flat = {path: np.ascontiguousarray(np.asarray(value))
             for path, value in traverse_util.flatten_dict(variables, sep="/").items()}
-    weights = os.path.join(out_dir, "model.safetensors")
-    save_file(flat, weights, metadata={"model_name": definition["model_name"]})
-    return [weights, _write_json(definition, out_dir)]
+    weights = epath.Path(out_dir, "model.safetensors")
+    weights.write_bytes(save(flat, metadata={"model_name": definition["model_name"]}))
+    return [os.fspath(weights), _write_json(definition, out_dir)]
 
 
 def export_jax(model: Any, variables: dict[str, Any], definition: dict[str, Any],
-               out_dir: str, batch_size: int = 1) -> list[str]:
+               out_dir: paths.PathLike, batch_size: int = 1) -> list[str]:
     """Writes the serialised inference function ``model.jax_export`` (for batches of
     ``batch_size``) and ``model.json``."""
     import jax
@@ -92,21 +95,18 @@ def export_jax(model: Any, variables: dict[str, Any], definition: dict[str, Any]
     except ModuleNotFoundError:
         raise ExportError("--format jax_export needs the flatbuffers package: pip install "
                           "'vision_jax[weights]'") from None
-    path = os.path.join(out_dir, "model.jax_export")
-    with open(path, "wb") as f:
-        f.write(exported.serialize())
-    return [path, _write_json(definition, out_dir)]
+    path = epath.Path(out_dir, "model.jax_export")
+    path.write_bytes(exported.serialize())
+    return [os.fspath(path), _write_json(definition, out_dir)]
 
 
-def _write_json(definition: dict[str, Any], out_dir: str) -> str:
-    path = os.path.join(out_dir, "model.json")
-    with open(path, "w") as f:
-        json.dump(definition, f, indent=2)
-        f.write("\n")
-    return path
+def _write_json(definition: dict[str, Any], out_dir: paths.PathLike) -> str:
+    path = epath.Path(out_dir, "model.json")
+    path.write_text(json.dumps(definition, indent=2) + "\n")
+    return os.fspath(path)
 
 
-def export(workdir: str, fmt: str, out_dir: str | None = None,
+def export(workdir: paths.PathLike, fmt: str, out_dir: paths.PathLike | None = None,
            batch_size: int = 1) -> list[str]:
     """Restores ``workdir``'s latest checkpoint and writes it in format ``fmt``."""
     from vision_jax.training import loop, validate
@@ -119,15 +119,23 @@ def export(workdir: str, fmt: str, out_dir: str | None = None,
                    validate.image_channels(config, exp.info))
     variables = jax_to_numpy(state.variables())
     definition = model_definition(config, input_shape)
-    out_dir = out_dir or os.path.join(workdir, "export")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = paths.as_path(out_dir) if out_dir else exp.workdir / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
         return export_safetensors(variables, definition, out_dir)
     if fmt == "jax_export":
         return export_jax(exp.model, variables, definition, out_dir, batch_size)
     from vision_jax.weights.keras_export import export_keras
 
-    return export_keras(config.model_name, dict(config.model), variables, input_shape, out_dir)
+    if not paths.is_remote(out_dir):
+        return export_keras(config.model_name, dict(config.model), variables, input_shape,
+                            os.fspath(out_dir))
+    with tempfile.TemporaryDirectory() as local:  # Keras and h5py write local files only
+        written = export_keras(config.model_name, dict(config.model), variables,
+                               input_shape, local)
+        for file in written:
+            (out_dir / os.path.basename(file)).write_bytes(epath.Path(file).read_bytes())
+    return [os.fspath(out_dir / os.path.basename(file)) for file in written]
 
 
 def jax_to_numpy(tree: Any) -> Any:
@@ -147,8 +155,8 @@ def main(argv: list[str]) -> None:
 
     with user_errors_exit(), config_errors_exit():
         options = flags.FLAGS
-        paths = export(options.workdir, options.format, options.out, options.batch_size)
-    print("wrote " + ", ".join(paths))
+        written = export(options.workdir, options.format, options.out, options.batch_size)
+    print("wrote " + ", ".join(written))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,10 @@ description and checks, and lower layers receive only their section::
 
 `build` rejects unknown fields (with a "did you mean"), wrong types and failed checks with
 one `ConfigError` line that names the full field path; fields declared with `REQUIRED` must
-be set. A field whose type is itself a section is built recursively from a sub-group.
+be set. A field whose type is itself a section is built recursively from a sub-group. A
+section that lost fields may say where they went in a class attribute
+``MOVED_FIELDS: ClassVar[Mapping[str, str]]`` ({old field: "is ... now; set ..."}), so an
+old config is told where to move a field rather than only that it is unknown.
 """
 
 from __future__ import annotations
@@ -101,7 +104,10 @@ def build(cls: type[S], values: Mapping[str, Any] | None, prefix: str) -> S:
     values = {} if values is None else _as_dict(values, prefix)
     known = fields_of(cls)
     hints = typing.get_type_hints(cls)
+    moved = getattr(cls, "MOVED_FIELDS", {})
     for key in values:
+        if key in moved and key not in known:
+            raise ConfigError(f"{prefix}.{key} {moved[key]}")
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1)
             hint = f"; did you mean {prefix}.{close[0]}?" if close else (

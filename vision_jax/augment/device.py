@@ -12,15 +12,15 @@ into one affine map per example and resample image (bilinear), mask (nearest) an
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from vision_jax.augment import geometric
 from vision_jax.augment.registry import AUGMENTATIONS
-from vision_jax.augment.section import AugmentSection, augment_section
+from vision_jax.augment.section import AugmentSection
 
 STREAM = 0x5EED  # folded into the step's key: augmentation draws apart from dropout's
 _BATCH_STREAM = 0xBA7C  # the batch-level draws (mixup, cutmix), apart from the examples
@@ -130,10 +130,11 @@ def normalize(images, mean, std):
     return (xp.asarray(images, xp.float32) / 255.0 - mean) / std
 
 
-def device_preprocess(config: ml_collections.ConfigDict, spec) -> DevicePreprocess:
-    """The adapter from a whole config (and the task's example spec) to `DevicePreprocess`."""
-    section = augment_section(config.get("augment"))
-    section.check_task(spec.keys)
-    return DevicePreprocess(section=section, mean=tuple(config.normalize.mean),
-                            std=tuple(config.normalize.std), mask_fill=spec.mask_fill,
+def device_preprocess(augment: AugmentSection, normalize: Any, spec: Any) -> DevicePreprocess:
+    """The step's preprocessing for a run: its `AugmentSection`, its normalisation (the data
+    section's ``normalize``: ``mean`` and ``std``) and the task's `ExampleSpec` (which keys
+    examples carry, the mask fill, the boxes' minimum visible fraction)."""
+    augment.check_task(spec.keys)
+    return DevicePreprocess(section=augment, mean=tuple(normalize.mean),
+                            std=tuple(normalize.std), mask_fill=spec.mask_fill,
                             min_visible=spec.min_visible)

@@ -1,10 +1,12 @@
-"""The data fields of a training config: their typed sections, defaults and validation.
+"""The data fields of a training config: their typed section, defaults and validation.
 
-`DataSection` and `AugmentSection` are what the data layer is handed once the config is
-parsed (`vision_jax.training.run_config.parse_config`); they keep the ConfigDict's attribute
-names and nesting (``section.image_size``, ``section.normalize.mean``), so code written
-against the ConfigDict reads a section unchanged. `AugmentSection` is separate so the
-augmentation vocabulary can be replaced without touching the rest.
+`DataSection` is what the data layer is handed once the config is parsed
+(`vision_jax.training.run_config.parse_config` builds it with `data_section`); every field's
+own check sits beside it and runs there, once. What needs the dataset or the process count
+(splits, channels, per-process batch sizes) is checked by
+`vision_jax.data.pipeline.validate_data_config`. The section keeps the ConfigDict's attribute
+names and nesting (``section.image_size``, ``section.normalize.mean``). The augmentations
+are `vision_jax.augment.AugmentSection`, the ``config.augment`` group.
 """
 
 from __future__ import annotations
@@ -16,18 +18,12 @@ from typing import Any
 import ml_collections
 
 from vision_jax.augment.section import AugmentSection
-from vision_jax.augment.section import augment_section as build_augment_section
 from vision_jax.errors import ConfigError
 from vision_jax.sections import REQUIRED, build, non_negative, one_of, option, positive
 
 
 def _all_positive(values) -> str | None:
     return None if all(v > 0 for v in values) else "must be positive"
-
-
-def _min_max(values) -> str | None:
-    low, high = values
-    return None if 0 < low <= high else "must be (min, max) with 0 < min <= max"
 
 
 class _ConfigLike:
@@ -42,6 +38,8 @@ class _ConfigLike:
 
 @dataclasses.dataclass(frozen=True)
 class NormalizeSection(_ConfigLike):
+    """``config.normalize``: the model sees ``(pixel / 255 - mean) / std`` (on device)."""
+
     mean: tuple[float, ...] = option((0.0,), "per-channel (or one) mean, [0, 1] pixel units")
     std: tuple[float, ...] = option((1.0,), "per-channel (or one) std, [0, 1] pixel units",
                                     check=_all_positive)
@@ -77,11 +75,6 @@ def data_section(config: Mapping | ml_collections.ConfigDict) -> DataSection:
     return build(DataSection, values, "config")
 
 
-def augment_section(config: Mapping | ml_collections.ConfigDict) -> AugmentSection:
-    """The `AugmentSection` of a config's `augment` group (vision_jax.augment owns it)."""
-    return build_augment_section(config.get("augment"))
-
-
 def default_data_config() -> ml_collections.ConfigDict:
     """A ConfigDict holding every field the data pipeline reads, with defaults for the data
     layer's own tests (a digits dataset at 28 px). Training configs start from
@@ -115,23 +108,3 @@ def per_process_batch_size(global_size: int, process_count: int, field: str) -> 
             f"{process_count}; set it to e.g. "
             f"{max(1, global_size // process_count) * process_count}")
     return global_size // process_count
-
-
-def check_data_fields(config: Any, num_channels: int | None, process_count: int = 1, *,
-                      training: bool = True) -> None:
-    """One-line `ConfigError`s for data fields that are out of range (no data is read).
-
-    `training=False` skips the fields only training reads (batch_size, augment).
-    """
-    data = config if isinstance(config, DataSection) else data_section(config)
-    if training:
-        per_process_batch_size(data.batch_size, process_count, "config.batch_size")
-        if not isinstance(config, DataSection):
-            augment_section(config)
-    per_process_batch_size(data.eval_batch_size, process_count, "config.eval_batch_size")
-    for name in ("mean", "std"):
-        values = getattr(data.normalize, name)
-        if num_channels is not None and len(values) not in (1, num_channels):
-            raise ConfigError(
-                f"config.normalize.{name}={values} has {len(values)} values but the dataset "
-                f"has {num_channels} channel(s); give 1 or {num_channels} values")

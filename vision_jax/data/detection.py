@@ -21,10 +21,10 @@ import json
 import os
 from typing import Any
 
-import ml_collections
 import numpy as np
 
 from vision_jax.data.folder import decode_image
+from vision_jax.data.paths import resolve_dataset_dir
 from vision_jax.data.pipeline import ExampleSpec
 
 DEFAULT_MIN_VISIBLE = 0.25
@@ -52,13 +52,9 @@ def select_objects(record: dict[str, Any]) -> dict[str, Any]:
 # -- the ExampleSpec ---------------------------------------------------------------------------
 
 
-
-
-def detection_spec(config: ml_collections.ConfigDict, max_boxes: int,
-                   min_visible: float = DEFAULT_MIN_VISIBLE) -> ExampleSpec:
+def detection_spec(max_boxes: int, min_visible: float = DEFAULT_MIN_VISIBLE) -> ExampleSpec:
     """How the shared pipeline builds detection examples: boxes and classes, padded to
     `max_boxes`; on device a box keeps its class while `min_visible` of it stays inside."""
-    del config  # the same keys for every detection config
     return ExampleSpec(select=select_objects, keys=frozenset({"boxes", "classes"}),
                        max_boxes=max_boxes, min_visible=min_visible)
 
@@ -93,13 +89,8 @@ def detection_class_names(dataset: str, data_dir: str | None = None) -> tuple[st
 
 
 def _coco_root(path: str, data_dir: str | None) -> str:
-    path = os.path.expanduser(path)
-    if not os.path.isabs(path) and data_dir:
-        path = os.path.join(data_dir, path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"config.dataset='coco:{path}': directory "
-                                f"{os.path.abspath(path)} does not exist")
-    return path
+    return resolve_dataset_dir("coco", path, data_dir,
+                               "annotations/instances_<split>.json and <split>/ images")
 
 
 def coco_paths(root: str, split: str) -> tuple[str, str]:

@@ -6,7 +6,9 @@ pipeline can map or filter with:
 - `voc_multilabel_record`: a `tfds:voc/2007` detection record -> the set of object classes
   of the image, multi-hot (the PASCAL VOC classification benchmark);
 - `ClassSubset`: the records of some classes only, e.g. digits 0-6 to train a verification
-  embedding and 7-9 to evaluate it on identities it never saw.
+  embedding and 7-9 to evaluate it on identities it never saw (`by_class:` datasets);
+- `dataset_label_names`: the label names of a TFDS multi-label dataset (its "labels"
+  feature), for reports.
 """
 
 from __future__ import annotations
@@ -29,6 +31,28 @@ def multi_hot(ids: Iterable[int], num_labels: int) -> np.ndarray:
     out = np.zeros(num_labels, np.uint8)
     out[ids] = 1
     return out
+
+
+def dataset_label_names(dataset: str, data_dir: str | None = None) -> tuple[str, ...] | None:
+    """The names of the `Sequence(ClassLabel)` "labels" feature of a `builtin:` or `tfds:`
+    dataset (already prepared), or None (another scheme, or no such feature)."""
+    import tensorflow_datasets as tfds
+
+    from vision_jax.data.sources import parse_dataset, prepare_builtin
+
+    scheme, rest = parse_dataset(dataset)
+    data_dir = data_dir or None
+    if scheme == "builtin":
+        builder = prepare_builtin(rest, data_dir)
+    elif scheme == "tfds":
+        builder = tfds.builder(rest, data_dir=data_dir)
+    else:
+        return None
+    feature = builder.info.features["labels"] if "labels" in builder.info.features else None
+    if isinstance(feature, tfds.features.Sequence) and isinstance(
+            feature.feature, tfds.features.ClassLabel):
+        return tuple(feature.feature.names)
+    return None
 
 
 def multi_hot_record(record: dict[str, Any], num_labels: int,
@@ -56,15 +80,18 @@ class ClassSubset:
     """Random-access view of the records of `source` whose `key` is one of `classes`.
 
     Labels are kept as they are (identities need not be contiguous). The matching indices
-    are found once, reading only `key` where the source offers `labels()`, else every record.
+    are found once, from `labels` (every record's label, in order) when given, else by
+    reading every record.
     """
 
     def __init__(self, source, classes: Sequence[int], key: str = "label",
-                 field: str = "config.classes"):
+                 field: str = "config.classes", labels: np.ndarray | None = None):
         wanted = {int(c) for c in classes}
         if not wanted:
             raise ConfigError(f"{field} is empty; list the classes to keep, e.g. (0, 1, 2)")
-        labels = np.asarray([int(source[i][key]) for i in range(len(source))])
+        if labels is None:
+            labels = record_labels(source, key)
+        labels = np.asarray(labels)
         missing = sorted(wanted - set(labels.tolist()))
         if missing:
             raise ConfigError(f"{field} lists classes {missing} that this split does not have "
@@ -81,6 +108,18 @@ class ClassSubset:
 
     def __repr__(self) -> str:
         return f"ClassSubset(classes={self.classes}, len={len(self)}, of={self._source!r})"
+
+
+def record_labels(source, key: str = "label") -> np.ndarray:
+    """(N,) int64: every record's `key`, read in batches where the source offers
+    ``__getitems__`` (TFDS sources decode a batch in one call)."""
+    getitems = getattr(source, "__getitems__", None)
+    labels = []
+    for start in range(0, len(source), 256):
+        indices = list(range(start, min(start + 256, len(source))))
+        records = getitems(indices) if getitems else [source[i] for i in indices]
+        labels += [int(record[key]) for record in records]
+    return np.asarray(labels, np.int64)
 
 
 def keep_classes(classes: Sequence[int], key: str = "label"):

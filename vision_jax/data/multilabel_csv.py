@@ -7,7 +7,9 @@
 A one-row header ``path,labels`` is optional. Paths are relative to the CSV's folder (or
 absolute). Label names are given, or read from a ``labels.txt`` (one per line) beside the
 CSV, or else the sorted union of the labels in the CSV(s). A folder of such CSVs, one per
-split (``train.csv``, ``test.csv``, ...), shares one list of label names.
+split (``train.csv``, ``test.csv``, ...), shares one list of label names; as a training
+dataset it is ``config.dataset='multilabel_folder:<folder>'`` (a scheme this module
+registers; the multi-label task imports it).
 
 Everything is checked when the CSV is read, before any training: an empty row, a row
 without labels, an unknown label, a missing image or a row with the wrong number of fields
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vision_jax.data.folder import channels_of_mode, decode_image
+from vision_jax.data.sources import SCHEMES, DatasetInfo
 from vision_jax.errors import ConfigError
 
 LABEL_SEPARATOR = ";"
@@ -147,3 +150,52 @@ def open_multilabel_folder(root: str, splits: Sequence[str],
             {label for split_rows in rows.values() for row in split_rows for label in row.labels})
     return {s: MultilabelCsvSource(os.path.join(root, f"{s}.csv"), label_names,
                                    channels=channels, rows=rows[s]) for s in splits}
+
+
+class _LabelIds:
+    """A `MultilabelCsvSource` whose records list their label ids under "labels", the
+    layout of the TFDS multi-label datasets, so the multi-label task reads every source
+    the same way."""
+
+    def __init__(self, source: MultilabelCsvSource):
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self._source[index]
+        return {"image": record["image"], "labels": np.flatnonzero(record["labels"])}
+
+    def __repr__(self) -> str:
+        return f"LabelIds({self._source!r})"
+
+
+def open_multilabel_csv_folder(path: str, splits: dict[str, str], data_dir: str | None,
+                               channels: int | None) -> tuple[dict[str, Any], DatasetInfo]:
+    """The `multilabel_folder:<path>` dataset scheme: ``<path>/<split>.csv`` per split
+    (``config.dataset='multilabel_folder:data/tags'``); records ``{"image", "labels": ids}``
+    and a `DatasetInfo` whose class names are the label names."""
+    root = os.path.expanduser(path)
+    if not os.path.isabs(root) and data_dir:
+        root = os.path.join(data_dir, root)
+    if not os.path.isdir(root):
+        raise ConfigError(f"config.dataset='multilabel_folder:{path}': directory "
+                          f"{os.path.abspath(root)} does not exist; point it at the folder of "
+                          "<split>.csv files")
+    available = sorted(name[:-4] for name in os.listdir(root) if name.endswith(".csv"))
+    for field, split in splits.items():
+        if split not in available:
+            raise ConfigError(f"{field}={split!r} has no {split}.csv in {root} (its splits: "
+                              f"{', '.join(available) or 'none'}); add it or choose another")
+    opened = open_multilabel_folder(root, available, channels=channels)
+    any_source = next(iter(opened.values()))
+    info = DatasetInfo(name=f"multilabel_folder:{path}",
+                       num_classes=len(any_source.label_names),
+                       class_names=any_source.label_names, image_shape=None,
+                       split_sizes={s: len(source) for s, source in opened.items()},
+                       num_channels=any_source.channels)
+    return {split: _LabelIds(opened[split]) for split in splits.values()}, info
+
+
+SCHEMES.register("multilabel_folder", open_multilabel_csv_folder)

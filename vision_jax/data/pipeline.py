@@ -2,7 +2,7 @@
 
 Training: one global stream, the same whatever the process count. Position i of
 the stream is example ``shuffle_e(i mod N)`` of epoch ``e = i // N``; Grain folds
-the epoch number into `config.seed`, so every epoch is shuffled differently and
+the epoch number into ``data.seed``, so every epoch is shuffled differently and
 reproducibly. The host only reads, decodes, resizes and batches (uint8 images); each row
 carries its position i as ``index``, from which the train step keys the example's
 augmentation and dropout on device (`vision_jax.augment`).
@@ -14,6 +14,9 @@ Evaluation: the split is padded (by repeating examples, with ``mask = 0``) to a
 multiple of the global eval batch, then dealt out the same way; every process
 yields the same number of batches and each real example appears exactly once
 with ``mask = 1``.
+
+Every function takes the run's `DataSection` (built and checked once from the config by
+`vision_jax.data.config.data_section`), never the whole config.
 """
 
 from __future__ import annotations
@@ -24,43 +27,43 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
-import ml_collections
 import numpy as np
 from absl import flags
 
 from vision_jax.data import transforms
-from vision_jax.data.config import check_data_fields, data_section, per_process_batch_size
+from vision_jax.data.config import DataSection, per_process_batch_size
 from vision_jax.data.scan import scan_dataset
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
+from vision_jax.errors import ConfigError
 
 
-def validate_data_config(
-    config: ml_collections.ConfigDict, process_count: int = 1
-) -> DatasetInfo:
-    """Checks every data field and that the dataset and both splits exist; returns the info.
+def validate_data_config(data: DataSection, process_count: int = 1) -> DatasetInfo:
+    """Checks the dataset and both splits exist, and the fields that depend on it or on the
+    process count (each field's own checks ran when `data` was built); returns the info.
 
     Cheap (no pipeline, no compilation): call it before building the model.
     Built-in datasets are prepared here on first use.
     """
-    data = data_section(config)  # missing or mistyped fields first, each named
     info = validate_dataset(
         data.dataset,
         {"config.train_split": data.train_split, "config.eval_split": data.eval_split},
         data.data_dir,
     )
-    check_data_fields(config, _channels(config, info), process_count)
+    per_process_batch_size(data.batch_size, process_count, "config.batch_size")
+    per_process_batch_size(data.eval_batch_size, process_count, "config.eval_batch_size")
+    channels = data.image_channels or info.num_channels
+    for name in ("mean", "std"):
+        values = getattr(data.normalize, name)
+        if channels is not None and len(values) not in (1, channels):
+            raise ConfigError(
+                f"config.normalize.{name}={values} has {len(values)} values but the dataset "
+                f"has {channels} channel(s); give 1 or {channels} values")
     scan_dataset(data.dataset, data.data_dir)  # decodes a folder dataset's files once
     return info
 
 
-def _channels(config: ml_collections.ConfigDict, info: DatasetInfo) -> int | None:
-    """Channels of the images the pipeline yields: `config.image_channels` or the dataset's."""
-    return config.get("image_channels", 0) or info.num_channels
-
-
-def _open_split(config: ml_collections.ConfigDict, split_field: str) -> DataSource:
-    split = config[split_field]
-    sources, _ = open_splits(config.dataset, {f"config.{split_field}": split}, config.data_dir)
+def _open_split(data: DataSection, split: str, field: str) -> DataSource:
+    sources, _ = open_splits(data.dataset, {field: split}, data.data_dir)
     return sources[split]
 
 
@@ -117,10 +120,10 @@ class HostExample:
         return example
 
 
-def host_example(config: ml_collections.ConfigDict, spec: ExampleSpec,
+def host_example(data: DataSection, spec: ExampleSpec,
                  eval_size: int | None = None) -> HostExample:
-    return HostExample(spec.select, config.image_size, config.get("image_channels", 0),
-                       spec.max_boxes, eval_size)
+    return HostExample(spec.select, data.image_size, data.image_channels, spec.max_boxes,
+                       eval_size)
 
 
 def _read_options() -> grain.ReadOptions:
@@ -131,8 +134,7 @@ def _read_options() -> grain.ReadOptions:
 
 
 def make_train_iterator(
-    config: ml_collections.ConfigDict,
-    info: DatasetInfo,
+    data: DataSection,
     *,
     process_index: int,
     process_count: int,
@@ -143,22 +145,22 @@ def make_train_iterator(
 
     Yields ``{"image": uint8 (b, S, S, C), "label": int32 (b,), "index": int32 (b,)}`` (or
     the task's targets in place of "label"; ``index`` is each row's stream position) with
-    ``b = config.batch_size // process_count`` and ``S = config.image_size``.
+    ``b = data.batch_size // process_count`` and ``S = data.image_size``.
     ``get_state()`` is a JSON-serialisable dict; ``set_state(state)`` on a fresh
     iterator resumes exactly after the last batch taken. `source` replaces
-    ``config.train_split`` of ``config.dataset`` (for custom data and tests).
+    ``data.train_split`` of ``data.dataset`` (for custom data and tests).
     """
-    check_data_fields(config, _channels(config, info), process_count)
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
-    batch_size = per_process_batch_size(config.batch_size, process_count, "config.batch_size")
-    source = source if source is not None else _open_split(config, "train_split")
+    batch_size = per_process_batch_size(data.batch_size, process_count, "config.batch_size")
+    if source is None:
+        source = _open_split(data, data.train_split, "config.train_split")
     if len(source) == 0:
-        raise ValueError(f"config.train_split={config.train_split!r} is empty")
+        raise ValueError(f"config.train_split={data.train_split!r} is empty")
 
-    dataset = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat(None)
+    dataset = grain.MapDataset.source(source).shuffle(seed=data.seed).repeat(None)
     spec = spec or CLASSIFICATION
-    dataset = dataset.map_with_index(host_example(config, spec))
+    dataset = dataset.map_with_index(host_example(data, spec))
     # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
     # the global array -- so the global batch is row for row the one a single process builds,
     # and the per-row randomness of the step (augmentation, dropout), keyed by each row's
@@ -166,13 +168,13 @@ def make_train_iterator(
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     dataset = dataset[process_index::process_count]
     iter_dataset = dataset.to_iter_dataset(_read_options())
-    if config.num_data_workers > 0:
+    if data.num_data_workers > 0:
         if not flags.FLAGS.is_parsed():
             # Grain's worker pool reads absl flags; outside an absl app (tests,
             # notebooks) nothing parsed them, so take their defaults.
             flags.FLAGS.mark_as_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=config.num_data_workers))
+            grain.MultiprocessingOptions(num_workers=data.num_data_workers))
     return iter(iter_dataset)
 
 
@@ -192,8 +194,7 @@ class EvalBatches:
 
 
 def make_eval_iterator(
-    config: ml_collections.ConfigDict,
-    info: DatasetInfo,
+    data: DataSection,
     split: str | None = None,
     *,
     process_index: int,
@@ -201,21 +202,19 @@ def make_eval_iterator(
     source: DataSource | None = None,
     spec: ExampleSpec | None = None,
 ) -> EvalBatches:
-    """This process's eval batches of `split` (default `config.eval_split`), padded.
+    """This process's eval batches of `split` (default `data.eval_split`), padded.
 
     Yields ``{"image": uint8 (b, S, S, C), "label": int32 (b,), "mask": float32 (b,)}``
-    with ``b = config.eval_batch_size // process_count``; padding examples have
-    mask 0. All processes yield ``ceil(N / config.eval_batch_size)`` batches.
+    with ``b = data.eval_batch_size // process_count``; padding examples have
+    mask 0. All processes yield ``ceil(N / data.eval_batch_size)`` batches.
     """
-    check_data_fields(config, _channels(config, info), process_count, training=False)
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
     batch_size = per_process_batch_size(
-        config.eval_batch_size, process_count, "config.eval_batch_size")
+        data.eval_batch_size, process_count, "config.eval_batch_size")
+    split = split or data.eval_split
     if source is None:
-        split = split or config.eval_split
-        sources, _ = open_splits(config.dataset, {"config.eval_split": split}, config.data_dir)
-        source = sources[split]
+        source = _open_split(data, split, "config.eval_split")
     num_examples = len(source)
     if num_examples == 0:
         raise ValueError(f"eval split {split!r} is empty")
@@ -226,7 +225,7 @@ def make_eval_iterator(
     spec = spec or CLASSIFICATION
     copies = math.ceil(padded_size / num_examples)
     dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
-    dataset = dataset[:padded_size].map_with_index(host_example(config, spec, num_examples))
+    dataset = dataset[:padded_size].map_with_index(host_example(data, spec, num_examples))
     dataset = dataset[process_index::process_count]
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     return EvalBatches(dataset, num_batches, num_examples)

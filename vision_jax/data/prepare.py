@@ -35,10 +35,20 @@ def prepare_command(name: str, data_dir: str | None) -> str:
 
 def prepare(name: str, data_dir: str | None = None) -> str:
     """Downloads and prepares catalog dataset ``name`` (``name[:version]``, or a builder
-    config ``name/config``) as array_record; returns the directory it was written to."""
+    config ``name/config``) as array_record; returns the directory it was written to. A
+    ``gs://`` data_dir is prepared in its local mirror and uploaded (array_record writes
+    local files only; see `vision_jax.data.remote_dir`)."""
     import tensorflow_datasets as tfds
 
-    data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    if "://" in data_dir:
+        from vision_jax.data import remote_dir
+
+        local = prepare(name, remote_dir.download(data_dir))
+        remote_dir.upload(data_dir)
+        relative = os.path.relpath(local, os.fspath(remote_dir.mirror_path(data_dir)))
+        return f"{data_dir.rstrip('/')}/{relative}"
+    data_dir = os.path.expanduser(data_dir)
     try:
         builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:

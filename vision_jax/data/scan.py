@@ -18,6 +18,7 @@ from PIL import Image
 
 from vision_jax.data import folder as folder_lib
 from vision_jax.data import sources
+from vision_jax.data.paths import resolve_dataset_dir
 
 SCAN_LIMIT = 2000  # files decoded at most; a larger dataset is sampled evenly
 _NAMES = {1: "greyscale", 3: "colour"}
@@ -89,5 +90,5 @@ def scan_dataset(dataset: str, data_dir: str | None) -> None:
     datasets were checked when they were prepared."""
     scheme, rest = sources.parse_dataset(dataset)
     if scheme == "folder":
-        root = sources._resolve_folder(rest, data_dir or None)  # noqa: SLF001
-        scan_folder(os.path.abspath(root), f"config.dataset={dataset!r}")
+        root = resolve_dataset_dir(scheme, rest, data_dir or None, "class folders")
+        scan_folder(root, f"config.dataset={dataset!r}")

@@ -35,11 +35,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import ml_collections
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vision_jax.data.folder import decode_image
+from vision_jax.data.paths import resolve_dataset_dir
 from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.data.sources import DatasetInfo, _check_split
 from vision_jax.data.transforms import resize_mask  # noqa: F401 - the segmentation task's import
@@ -227,14 +227,9 @@ class SegmentationFolderSource:
 
 
 def resolve_folder(path: str, data_dir: str | None) -> str:
-    path = os.path.expanduser(path)
-    if not os.path.isabs(path) and data_dir:
-        path = os.path.join(data_dir, path)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"config.dataset='segmentation_folder:{path}': directory {os.path.abspath(path)} does "
-            "not exist; point config.dataset at a folder with images/ and annotations/")
-    return os.path.abspath(path)
+    """The directory of ``segmentation_folder:<path>``."""
+    return resolve_dataset_dir("segmentation_folder", path, data_dir,
+                               "images/ and annotations/")
 
 
 def open_segmentation_folder(path: str, splits: Mapping[str, str], data_dir: str | None,
@@ -322,17 +317,15 @@ class SelectSegmentation:
 # -- the ExampleSpec ------------------------------------------------------------------------------
 
 
-def segmentation_spec(config: ml_collections.ConfigDict) -> ExampleSpec:
-    """How the pipeline builds segmentation batches for `config` (see the module docstring):
-    examples carry a uint8 class map; pixels a transform brings in are the ignore label."""
-    seg = config.segmentation
-    ignore_label = int(seg.get("ignore_label", 255))
-    mapping = seg.get("mask_mapping", None)
-    if not mapping and is_pet_trimap_dataset(config.dataset, config.get("data_dir", "")):
-        mapping = TRIMAP_MAPPING
-    select = SelectSegmentation(
-        lookup=mask_lookup(mapping, config.num_classes, ignore_label),
-        ignore_label=ignore_label,
-        mask_key=seg.get("mask_key", MASK_KEY),
-        unmapped=seg.get("unmapped", "error"))
+def segmentation_spec(num_classes: int, *, dataset: str = "", data_dir: str = "",
+                      ignore_label: int = 255, mask_mapping: Mapping[Any, int] | None = None,
+                      mask_key: str = MASK_KEY, unmapped: str = "error") -> ExampleSpec:
+    """How the pipeline builds segmentation batches (see the module docstring): examples carry
+    a uint8 class map; pixels a transform brings in are the ignore label. An empty
+    `mask_mapping` of a Pet-trimap `dataset` maps the trimaps (`TRIMAP_MAPPING`)."""
+    if not mask_mapping and is_pet_trimap_dataset(dataset, data_dir):
+        mask_mapping = TRIMAP_MAPPING
+    select = SelectSegmentation(lookup=mask_lookup(mask_mapping, num_classes, ignore_label),
+                                ignore_label=ignore_label, mask_key=mask_key,
+                                unmapped=unmapped)
     return ExampleSpec(select=select, keys=frozenset({"segmentation"}), mask_fill=ignore_label)

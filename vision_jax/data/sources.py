@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from vision_jax.data import folder as folder_lib
+from vision_jax.data.paths import resolve_dataset_dir
 from vision_jax.data.registry import BUILTINS, builtin_names, register_builtin
 from vision_jax.registry import Registry
 
@@ -226,28 +227,20 @@ def _as_record(example: dict[str, Any]) -> dict[str, Any]:
     record = dict(example)
     if "image" in record:
         record["image"] = np.asarray(record["image"])
-    if "label" in record and np.ndim(record["label"]) == 0:
-        record["label"] = int(record["label"])
+    # Class ids become Python ints; other scalar labels (e.g. LFW's person names, bytes)
+    # stay as they are.
+    label = record.get("label")
+    if label is not None and np.ndim(label) == 0 and np.issubdtype(np.asarray(label).dtype,
+                                                                    np.integer):
+        record["label"] = int(label)
     return record
-
-
-def _resolve_folder(path: str, data_dir: str | None) -> str:
-    path = os.path.expanduser(path)
-    if not os.path.isabs(path) and data_dir:
-        path = os.path.join(data_dir, path)
-    if not os.path.isdir(path):
-        hint = " (relative paths resolve against config.data_dir)" if data_dir else ""
-        raise FileNotFoundError(
-            f"config.dataset='folder:{path}': directory {os.path.abspath(path)} does not "
-            f"exist; point config.dataset at an existing folder{hint}")
-    return path
 
 
 def _open_folder(path: str, splits: Mapping[str, str], data_dir: str | None,
                  channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
-    root = _resolve_folder(path, data_dir)
+    root = resolve_dataset_dir("folder", path, data_dir, "<class>/ or <split>/<class>/ images")
     try:
-        index = folder_lib.index_folder(os.path.abspath(root))
+        index = folder_lib.index_folder(root)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"config.dataset='folder:{path}': {error}") from None
     sizes = {name: len(items) for name, items in index.splits.items()}
@@ -317,6 +310,10 @@ def open_splits(dataset: str, splits: Mapping[str, str], data_dir: str | None = 
     Checks every split before opening any; errors name the config field.
     """
     scheme, rest = parse_dataset(dataset)
+    if data_dir and "://" in data_dir:  # gs://: read (and prepared) through a local mirror
+        from vision_jax.data import remote_dir
+
+        return remote_dir.open_mirrored(SCHEMES.get(scheme), rest, splits, data_dir, channels)
     return SCHEMES.get(scheme)(rest, splits, _data_dir_or_none(data_dir), channels)
 
 

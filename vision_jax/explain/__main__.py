@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from etils import epath
+
 VERBS = ("activations", "filters", "dream", "gradcam", "saliency")
 
 
@@ -74,7 +76,7 @@ def run_verb(args: argparse.Namespace) -> dict:
         _require(args, "layer", "channels")
     images = [workdir.load_image(path) for path in paths]  # bad files fail before restoring
     run = workdir.restore(args.workdir)
-    os.makedirs(out_dir, exist_ok=True)
+    epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
     if args.verb == "activations":
         names = [name for name in args.layers.split(",") if name]
         return verbs.activations(run, paths, images, out_dir, names)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = args.out or os.path.join(args.workdir, "explain", args.verb)
     print(f"explain {args.verb}: wrote {out_dir}/{args.verb}.json and "
-          f"{sum(name.endswith('.png') for name in os.listdir(out_dir))} PNG(s)")
+          f"{sum(p.name.endswith('.png') for p in epath.Path(out_dir).iterdir())} PNG(s)")
     del record
     return 0
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from PIL import Image
 
 from vision_jax.explain import ascent, gradcam, layers, saliency
@@ -21,13 +22,14 @@ from vision_jax.viz.images import to_uint8_rgb
 
 
 def _save(pixels: np.ndarray, out_dir: str, name: str) -> str:
-    path = os.path.join(out_dir, name)
-    Image.fromarray(to_uint8_rgb(pixels)).save(path)
-    return path
+    path = epath.Path(out_dir, name)
+    with path.open("wb") as f:
+        Image.fromarray(to_uint8_rgb(pixels)).save(f, format="PNG")
+    return os.fspath(path)
 
 
 def _write_json(out_dir: str, verb: str, record: dict) -> dict:
-    with open(os.path.join(out_dir, f"{verb}.json"), "w") as f:
+    with epath.Path(out_dir, f"{verb}.json").open("w") as f:
         json.dump(record, f, indent=1)
     return record
 

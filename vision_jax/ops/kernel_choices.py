@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import jax
+from etils import epath
+
+from vision_jax import paths
 
 _TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 _recorder: _Recorder | None = None
@@ -25,7 +27,7 @@ _listening = False
 
 
 class _Recorder:
-    def __init__(self, path: Path, write: bool):
+    def __init__(self, path: epath.Path, write: bool):
         self.path = path
         self.write_file = write
         self.entries: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -43,16 +45,14 @@ class _Recorder:
         self.pending = False
         document = {"backend": jax.default_backend(), "choices": sorted(
             self.entries.values(), key=lambda e: (e["layer"], e["op"], e["signature"]))}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(document, indent=1) + "\n")
-        tmp.replace(self.path)
+        paths.write_text_atomic(self.path, json.dumps(document, indent=1) + "\n")
 
 
 def record_kernel_choices(path: str | os.PathLike, *, write: bool = True) -> None:
     """From now on, records every ``auto`` choice of this process into ``path`` (replacing an
     earlier recording). ``write=False`` (every process but the main one) collects only."""
     global _recorder, _listening
-    _recorder = _Recorder(Path(path), write)
+    _recorder = _Recorder(paths.as_path(path), write)
     if not _listening:
         jax.monitoring.register_event_duration_secs_listener(_on_event)
         _listening = True

@@ -12,7 +12,8 @@ The `Task` protocol is all the loop calls, so adding a task never touches it:
   eval images (host arrays, normalised as fed) with their predictions; the loop runs the
   prediction for them only when `draws_examples` is true;
 - `write_predictions(images, outputs, names, out_dir)` for `vision_jax.predict`;
-- `example_spec(config)`: how the data pipeline builds this task's batches.
+- `example_spec()`: how the data pipeline builds this task's batches (a task knows it from
+  the options it was created with).
 
 Batches always carry "image" (float32 NHWC) and, in evaluation, "mask" (1 for a
 real example, 0 for padding); targets use other keys.
@@ -25,16 +26,20 @@ Adding a task: a module defines its options as a frozen dataclass section (field
     class CountingOptions:
         max_count: int = option(10, "largest count predicted", check=positive)
 
-    TASKS.register("counting", TaskEntry(
-        create=lambda options, *, num_classes, info, data: CountingTask(options.max_count),
-        options=CountingOptions, group="counting"))
+    def _create(options, *, num_classes, info, data, model) -> CountingTask:
+        return CountingTask(options.max_count)
 
-and adds its module to `TASKS`'s lazy module list in `vision_jax/tasks/__init__.py`. The
-options are read from ``config.<group>`` (a ConfigDict group in `default_config`), built
-once when the run is parsed, and handed to `create` with explicit arguments (the number
-of classes, the dataset's `DatasetInfo`, the `DataSection`); `check` sees the options with
-the sections they must agree with. A group set for a task other than ``config.task`` is
-an error naming its first field.
+    TASKS.register("counting", TaskEntry(create=_create, options=CountingOptions,
+                                         group="counting"))
+
+and adds its module to `TASKS`'s lazy module list in `vision_jax/tasks/__init__.py` (and an
+empty ``config.counting`` group to `vision_jax.training.defaults.default_config`). The
+options are read from ``config.<group>``, built once when the run is parsed, and handed to
+`create` with explicit arguments: the number of classes, the dataset's `DatasetInfo`, the
+`DataSection` and the `ModelSection` (the model's name and checked options); `check` sees
+the options with the sections they must agree with, before anything reads the data. A
+group set for a task other than ``config.task`` is an error naming its first field. The
+task never sees the ConfigDict.
 """
 
 from __future__ import annotations
@@ -69,33 +74,31 @@ class Task(Protocol):
     def write_predictions(self, images: Any, outputs: Any, names: list[str],
                           out_dir: str) -> list[dict]: ...
 
-    def example_spec(self, config: Any) -> Any: ...
+    def example_spec(self) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskEntry:
     """How a task is built from a parsed config.
 
-    create: ``create(options, *, num_classes, info, data) -> Task``; `options` is the built
-      options section (None when the task declares none), `info` the dataset's
-      `DatasetInfo`, `data` the `DataSection`. Raise `ConfigError` for a mismatch with
-      the dataset (e.g. its class count).
+    create: ``create(options, *, num_classes, info, data, model) -> Task``; `options` is
+      the built options section (None when the task declares none), `info` the dataset's
+      `DatasetInfo`, `data` the `DataSection`, `model` the `ModelSection` (``model_name``,
+      ``num_classes``, ``dtype``, ``kwargs``). Raise `ConfigError` for a mismatch with the
+      dataset (e.g. its class count).
     options: the frozen dataclass of the task's options, or None.
     group: the config group its options come from (``config.segmentation``); None reads
       each options field from the config's top level (``config.label_smoothing``).
-    check: ``check(options, *, num_classes, augment) -> None``, for rules that involve
-      other sections; raises `ConfigError`.
-    from_config / validate_config: transitional hooks for a task not yet on sections
-      (detection): ``from_config(config, info)`` and ``validate_config(config)`` receive the
-      whole ConfigDict; the group is then free-form and checked by `validate_config`.
+    check: ``check(options, *, num_classes, augment, model) -> None``, for rules that
+      involve other sections (`augment` the `AugmentSection`; `model` the `ModelSection`,
+      whose ``config.model`` options are checked against the model right after); raises
+      `ConfigError`.
     """
 
-    create: Callable[..., Task] | None = None
+    create: Callable[..., Task]
     options: type | None = None
     group: str | None = None
     check: Callable[..., None] | None = None
-    from_config: Callable[[Any, Any], Task] | None = None
-    validate_config: Callable[[Any], None] | None = None
 
 
 class SumAccumulator:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
 from vision_jax.errors import ConfigError
@@ -22,6 +23,9 @@ from vision_jax.metrics.classification import (
 from vision_jax.sections import in_range, option
 from vision_jax.tasks import TASKS
 from vision_jax.tasks.base import SumAccumulator, TaskEntry
+
+# Classes `write_predictions` lists per image (every class when a model has fewer).
+PREDICTED_TOP_K = 5
 
 
 class ClassificationTask:
@@ -57,7 +61,7 @@ class ClassificationTask:
         return jnp.mean(per_example), sums
 
     @staticmethod
-    def example_spec(config) -> ExampleSpec:
+    def example_spec() -> ExampleSpec:
         return CLASSIFICATION
 
     @staticmethod
@@ -100,12 +104,12 @@ class ClassificationTask:
         conf = np.asarray(accumulator.result()["confusion"])
         report = classification_report(conf, self.class_names)
         text = format_report(report)
-        with open(os.path.join(out_dir, f"{prefix}_classification_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_classification_report.txt").open("w") as f:
             f.write(text + "\n")
-        with open(os.path.join(out_dir, f"{prefix}_classification_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_classification_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        np.savetxt(os.path.join(out_dir, f"{prefix}_confusion_matrix.csv"), conf, fmt="%d",
-                   delimiter=",")
+        with epath.Path(out_dir, f"{prefix}_confusion_matrix.csv").open("w") as f:
+            np.savetxt(f, conf, fmt="%d", delimiter=",")
         plot_confusion_matrix(conf, self.class_names,
                               os.path.join(out_dir, f"{prefix}_confusion_matrix.png"))
         return report
@@ -116,15 +120,16 @@ class ClassificationTask:
 
     def write_predictions(self, images: np.ndarray, logits: np.ndarray, names: list[str],
                           out_dir: str) -> list[dict]:
-        """Top-5 classes with probabilities per image, as `predictions.json`."""
+        """The top 5 classes (all, when fewer) with probabilities per image, as
+        `predictions.json`."""
         probs = np.asarray(jax.nn.softmax(jnp.asarray(logits, jnp.float32), -1))
         results = []
         for name, p in zip(names, probs, strict=True):
-            top = np.argsort(-p)[: max(self.top_k, 1)]
+            top = np.argsort(-p)[:min(PREDICTED_TOP_K, self.num_classes)]
             results.append({"image": name, "top": [
                 {"class": self.class_names[i], "index": int(i), "probability": float(p[i])}
                 for i in top]})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 
@@ -138,7 +143,9 @@ class ClassificationOptions:
                                                                            high_open=True))
 
 
-def _create(options: ClassificationOptions, *, num_classes: int, info, data) -> ClassificationTask:
+def _create(options: ClassificationOptions, *, num_classes: int, info, data,
+            model) -> ClassificationTask:
+    del model  # any classifier
     if info.num_classes and num_classes != info.num_classes:
         raise ConfigError(
             f"config.num_classes={num_classes} but dataset {data.dataset!r} has "

@@ -6,7 +6,8 @@ which head it trains: target encoding, loss terms and decoding belong to the mod
 Options, ``config.detection`` (all optional; see `DetectionSection`): max_boxes, the decoding
 and NMS thresholds, and min_visible. Each detector's own geometry and loss weights are model
 options in ``config.model`` (e.g. ``grid_size``, ``lambda_coord`` for ``yolo_v1``;
-``center_radius``, ``box_loss`` for ``fcos``).
+``center_radius``, ``box_loss`` for ``fcos``), typed and checked with the model section
+(`vision_jax.training.run_config.model_options`); the task receives the built sections.
 """
 
 from __future__ import annotations
@@ -15,28 +16,43 @@ import dataclasses
 import functools
 import json
 import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
+from etils import epath
 
-from vision_jax import models, sections
+from vision_jax import models
 from vision_jax.data.detection import DEFAULT_MIN_VISIBLE, detection_spec
+from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.errors import ConfigError
 from vision_jax.metrics.detection import DetectionEvaluator
-from vision_jax.models.detector import Detector, build_options
+from vision_jax.models.detector import Detector
 from vision_jax.ops import boxes as box_ops
 from vision_jax.sections import in_range, option
+from vision_jax.tasks import TASKS
+from vision_jax.tasks.base import TaskEntry
 
 
 def _whole(value) -> str | None:
     return None if value >= 1 else "must be a positive integer"
 
 
+# Fields config.detection held before each detector owned its options: an old config is
+# told where they went rather than just "unknown field".
+_DETECTOR_FIELDS = ("lambda_coord", "lambda_noobj", "grid_size", "boxes_per_cell",
+                    "center_radius", "focal_alpha", "focal_gamma", "box_loss", "scale_ranges")
+
+
 @dataclasses.dataclass(frozen=True)
 class DetectionSection:
     """``config.detection``: what the task needs whichever detector it trains."""
+
+    MOVED_FIELDS: ClassVar[Mapping[str, str]] = {
+        name: f"is a detector option now; set config.model.{name} (if config.model_name "
+              "takes it)" for name in _DETECTOR_FIELDS}
 
     max_boxes: int = option(32, "ground-truth boxes kept per image (padding with class -1)",
                             check=_whole)
@@ -48,21 +64,6 @@ class DetectionSection:
     pre_nms_top_k: int = option(1000, "best candidates per image that enter NMS", check=_whole)
     min_visible: float = option(DEFAULT_MIN_VISIBLE, "augmentations drop a box whose visible "
                                 "fraction falls below this", check=in_range(0.0, 1.0))
-
-
-def detection_section(config: ml_collections.ConfigDict) -> DetectionSection:
-    """``config.detection`` as a `DetectionSection`; a detector's option set here is an error
-    that says where it belongs."""
-    # Fields config.detection held before each detector owned its options: an old config
-    # gets told where they went rather than just "unknown field".
-    moved = {"lambda_coord", "lambda_noobj", "grid_size", "boxes_per_cell", "center_radius",
-             "focal_alpha", "focal_gamma", "box_loss", "scale_ranges"}
-    for key in config.detection.keys():
-        if key in moved:
-            raise ConfigError(f"config.detection.{key} is a detector option now; set "
-                              f"config.model.{key} (if config.model_name="
-                              f"{config.model_name!r} takes it)")
-    return sections.build(DetectionSection, config.detection, "config.detection")
 
 
 # Pictures show only confident detections (the JSON and the metrics keep all of them), drawn
@@ -159,10 +160,8 @@ class DetectionTask:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    @staticmethod
-    def example_spec(config: ml_collections.ConfigDict):
-        options = detection_section(config)
-        return detection_spec(config, options.max_boxes, options.min_visible)
+    def example_spec(self) -> ExampleSpec:
+        return detection_spec(self.options.max_boxes, self.options.min_visible)
 
     def new_accumulator(self) -> DetectionAccumulator:
         return DetectionAccumulator(self.num_classes, self.options.max_detections)
@@ -193,7 +192,7 @@ class DetectionTask:
                                  "ap50": float(result["per_class_ap50"][i])}
                           for i, name in enumerate(self.class_names)},
         }
-        with open(os.path.join(out_dir, f"{prefix}_detection_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_detection_report.json").open("w") as f:
             json.dump(report, f, indent=1)
         lines = [f"{'class':<24}{'AP@[.5:.95]':>12}{'AP@.5':>10}"]
         lines += [f"{name:<24}{v['ap']:>12.4f}{v['ap50']:>10.4f}"
@@ -201,7 +200,7 @@ class DetectionTask:
         m = report["metrics"]
         lines += ["", f"{'all':<24}{m['map']:>12.4f}{m['map50']:>10.4f}",
                   f"images: {accumulator.num_images}  (-1 = no ground truth for the class)"]
-        with open(os.path.join(out_dir, f"{prefix}_detection_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_detection_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
         return report
 
@@ -217,13 +216,14 @@ class DetectionTask:
         their detections."""
         mean, std = self.normalize
         dets = self._host_detections(outputs)
-        folder = os.path.join(out_dir, f"{prefix}_examples")
-        os.makedirs(folder, exist_ok=True)
+        folder = epath.Path(out_dir, f"{prefix}_examples")
+        folder.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(np.asarray(batch["image"])):
             pixels = np.clip(image * np.asarray(std, np.float32) + np.asarray(mean, np.float32),
                              0, 1)
-            _draw(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
-                  self.class_names).save(os.path.join(folder, f"{i:03d}.png"))
+            with (folder / f"{i:03d}.png").open("wb") as f:
+                _draw(pixels, dets["boxes"][i], dets["classes"][i], dets["scores"][i],
+                      self.class_names).save(f, format="PNG")
 
     def write_predictions(self, images: list, outputs: dict, names: list[str],
                           out_dir: str) -> list[dict]:
@@ -242,49 +242,43 @@ class DetectionTask:
                  "class_index": int(c), "confidence": float(s)}
                 for box, c, s in zip(boxes, classes, scores, strict=True)]})
             stem = os.path.splitext(name)[0]
-            _draw(np.asarray(image), boxes, classes, scores, self.class_names).save(
-                os.path.join(out_dir, f"{stem}.detections.png"))
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+            with epath.Path(out_dir, f"{stem}.detections.png").open("wb") as f:
+                _draw(np.asarray(image), boxes, classes, scores, self.class_names).save(
+                    f, format="PNG")
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 
 
-# -- registry hooks ----------------------------------------------------------------------------
+# -- registration ------------------------------------------------------------------------------
 
 
-def create_detector(config: ml_collections.ConfigDict) -> Detector:
-    """The model of `config` as a `Detector` (its loss and decoding; no parameters), after
-    checking ``config.model`` against the detector's typed options."""
-    bare = models.create(config.model_name, num_classes=config.num_classes)
-    if not isinstance(bare, Detector):
-        raise ConfigError(f"config.model_name={config.model_name!r} has no detection head; "
+def check_detection_options(options: DetectionSection, *, num_classes: int, augment: Any,
+                            model: Any) -> None:
+    """The model must be a `Detector` (its options and input size are checked with the model
+    section: `Detector.check`)."""
+    del options, augment  # every augmentation moves boxes with the image
+    if not isinstance(models.create(model.model_name, num_classes=num_classes), Detector):
+        raise ConfigError(f"config.model_name={model.model_name!r} has no detection head; "
                           "use a detector such as 'yolo_v1' or 'fcos' for "
                           "config.task='detection'")
-    build_options(type(bare), config.model, "config.model")
-    detector = models.create(config.model_name, num_classes=config.num_classes,
-                             **config.model)
-    problem = detector.check(config.image_size, tuple(config.model.keys()))
-    if problem:
-        raise ConfigError(problem)
-    return detector
 
 
-def create_detection_task(config: ml_collections.ConfigDict, info) -> DetectionTask:
-    """The task for `config`, with class names from the dataset's objects/label feature."""
+def _create(options: DetectionSection, *, num_classes: int, info, data,
+            model) -> DetectionTask:
+    """The task, with class names from the dataset's objects/label feature (or COCO's
+    categories) and the detector the model section describes."""
     from vision_jax.data.detection import detection_class_names
 
-    names = info.class_names or detection_class_names(config.dataset, config.data_dir or None)
-    if len(names) != config.num_classes:
-        raise ConfigError(f"config.num_classes={config.num_classes} but dataset "
-                          f"{config.dataset!r} has {len(names)} object classes; set "
+    names = info.class_names or detection_class_names(data.dataset, data.data_dir or None)
+    if len(names) != num_classes:
+        raise ConfigError(f"config.num_classes={num_classes} but dataset "
+                          f"{data.dataset!r} has {len(names)} object classes; set "
                           f"--config.num_classes={len(names)}")
-    return DetectionTask(config.num_classes, list(names), config.image_size,
-                         create_detector(config), detection_section(config),
-                         (tuple(config.normalize.mean), tuple(config.normalize.std)))
+    detector = models.create(model.model_name, **model.kwargs)
+    return DetectionTask(num_classes, list(names), data.image_size, detector, options,
+                         (tuple(data.normalize.mean), tuple(data.normalize.std)))
 
 
-def validate_detection_config(config: ml_collections.ConfigDict) -> None:
-    """Checks config.detection, the detector's own options in config.model and the input size
-    the detector accepts."""
-    detection_section(config)
-    create_detector(config)
+TASKS.register("detection", TaskEntry(create=_create, options=DetectionSection,
+                                      group="detection", check=check_detection_options))

@@ -9,24 +9,39 @@ reported next to the figures at the configured ones and written to
 "accuracy at 0.5" (the `accuracy` metric: the fraction of right label decisions).
 
 Batches carry "image", "labels" (B, L) multi-hot and, in evaluation, "mask".
+
+Config (`config.multilabel`, `MultilabelOptions`): label_names, thresholds,
+choose_thresholds, pos_weight. `config.num_classes` is the number of labels. Datasets:
+`builtin:shapes_multilabel`, `tfds:voc/2007` and `multilabel_folder:<folder of CSVs>`, whose
+records all list their label ids under "labels".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
-from vision_jax.data.multilabel import multi_hot_record
+# Imported for its side effect: registers the `multilabel_folder:` dataset scheme.
+from vision_jax.data import multilabel_csv  # noqa: F401
+from vision_jax.data.multilabel import dataset_label_names, multi_hot_record
 from vision_jax.data.pipeline import ExampleSpec
+from vision_jax.errors import ConfigError
 from vision_jax.losses.multilabel import sigmoid_bce
 from vision_jax.metrics import multilabel as ml
-from vision_jax.tasks.base import SumAccumulator
+from vision_jax.sections import option
+from vision_jax.tasks import TASKS
+from vision_jax.tasks.base import SumAccumulator, TaskEntry
+
+THRESHOLDS_FILE = "{prefix}_thresholds.json"  # in the workdir; `predict` reads "eval"
 
 
 def _select(record: dict) -> dict:
@@ -81,6 +96,7 @@ class MultilabelTask:
                              f"got {self.pos_weight.shape[0]}")
         self.choose_thresholds = choose_thresholds
         self.labels_as_ids = labels_as_ids
+        self.run_dir: str | None = None
 
     # -- inside jit --------------------------------------------------------------------------
 
@@ -103,7 +119,7 @@ class MultilabelTask:
 
     # -- on the host -------------------------------------------------------------------------
 
-    def example_spec(self, config) -> ExampleSpec:
+    def example_spec(self) -> ExampleSpec:
         """Multi-hot records as they are; with `labels_as_ids`, lists of class ids."""
         return multilabel_spec(self.num_labels) if self.labels_as_ids else MULTILABEL
 
@@ -156,11 +172,11 @@ class MultilabelTask:
         thresholds = self.chosen_thresholds(accumulator)
         logits, labels = accumulator.scores.arrays()
         report = ml.multilabel_report(logits, labels, self.label_names, thresholds)
-        with open(os.path.join(out_dir, f"{prefix}_multilabel_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_multilabel_report.txt").open("w") as f:
             f.write(ml.format_multilabel_report(report))
-        with open(os.path.join(out_dir, f"{prefix}_multilabel_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_multilabel_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        with open(os.path.join(out_dir, f"{prefix}_thresholds.json"), "w") as f:
+        with epath.Path(out_dir, THRESHOLDS_FILE.format(prefix=prefix)).open("w") as f:
             json.dump({"rule": f"best F1 on {prefix}" if self.choose_thresholds else "config",
                        "thresholds": dict(zip(self.label_names, map(float, thresholds),
                                               strict=True))}, f, indent=1)
@@ -171,10 +187,29 @@ class MultilabelTask:
                        prefix: str = "eval") -> None:
         """Nothing beyond the report and the bar chart for now."""
 
+    def saved_thresholds(self, out_dir: str) -> tuple[np.ndarray, str]:
+        """(thresholds, where from) for predictions: the run's `eval_thresholds.json` (in
+        `workdir` once `use_run_thresholds(workdir)` was called, else in `out_dir` or its
+        parent, where `predict` writes by default: ``<workdir>/predictions``), or the
+        configured thresholds when the run wrote none."""
+        folders = [self.run_dir] if self.run_dir else [out_dir, os.path.dirname(
+            os.path.abspath(out_dir))]
+        for folder in folders:
+            path = os.path.join(folder, THRESHOLDS_FILE.format(prefix="eval"))
+            if os.path.isfile(path):
+                return load_thresholds(path, self.label_names), path
+        return self.thresholds, "config"
+
+    def use_run_thresholds(self, workdir: str) -> None:
+        """Predictions use the thresholds the run in `workdir` saved."""
+        self.run_dir = workdir
+
     def write_predictions(self, images: np.ndarray, logits: np.ndarray, names: list[str],
                           out_dir: str) -> list[dict]:
-        """Per image, every label's probability and the labels at or above their threshold,
-        as `predictions.json`."""
+        """Per image, every label's probability and the labels at or above their threshold
+        (the run's saved ones, see `saved_thresholds`), as `predictions.json`; the
+        thresholds used and their origin go to `thresholds_used.json`."""
+        thresholds, origin = self.saved_thresholds(out_dir)
         probs = np.asarray(jax.nn.sigmoid(jnp.asarray(logits, jnp.float32)))
         results = []
         for name, p in zip(names, probs, strict=True):
@@ -182,20 +217,79 @@ class MultilabelTask:
                 "image": name,
                 "probabilities": {label: float(v)
                                   for label, v in zip(self.label_names, p, strict=True)},
-                "labels": [label for label, v, t in zip(self.label_names, p, self.thresholds,
+                "labels": [label for label, v, t in zip(self.label_names, p, thresholds,
                                                         strict=True) if v >= t]})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
+        with epath.Path(out_dir, "thresholds_used.json").open("w") as f:
+            json.dump({"from": origin, "thresholds": dict(zip(
+                self.label_names, map(float, thresholds), strict=True))}, f, indent=1)
         return results
 
 
 def load_thresholds(path: str, label_names: Sequence[str]) -> np.ndarray:
     """The per-label thresholds a run wrote (`<prefix>_thresholds.json`), in `label_names`
     order, e.g. for `MultilabelTask(thresholds=...)` in predict."""
-    with open(path) as f:
+    with epath.Path(path).open() as f:
         saved = json.load(f)["thresholds"]
     missing = [name for name in label_names if name not in saved]
     if missing:
         raise ValueError(f"{path} has no threshold for labels {missing}; it was written for "
                          f"labels {list(saved)}")
     return np.asarray([saved[name] for name in label_names], np.float32)
+
+
+def _thresholds(value: Any) -> str | None:
+    values = np.ravel(np.asarray(value, np.float64)) if np.ndim(value) else [value]
+    if not len(values) or not all(isinstance(v, (int, float, np.floating)) and 0 < v < 1
+                                  for v in values):
+        return "must be one probability in (0, 1) or one per label, e.g. 0.5"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class MultilabelOptions:
+    """``config.multilabel`` (`config.num_classes` is the number of labels)."""
+
+    label_names: tuple[str, ...] = option((), "names for reports; () = the dataset's")
+    thresholds: Any = option(0.5, "probability threshold of a label: one value or one per "
+                                  "label", check=_thresholds)
+    choose_thresholds: bool = option(False, "choose each label's threshold by best F1 on the "
+                                            "eval split; saved for predict")
+    pos_weight: tuple[float, ...] = option((), "one weight per label for its positives in "
+                                               "the BCE (e.g. negatives / positives), or ()")
+
+
+def check_multilabel_options(options: MultilabelOptions, *, num_classes: int,
+                             augment: Any, model: Any = None) -> None:
+    """The per-label fields against `config.num_classes`."""
+    for field in ("label_names", "pos_weight"):
+        values = getattr(options, field)
+        if values and len(values) != num_classes:
+            raise ConfigError(f"config.multilabel.{field} has {len(values)} entries for "
+                              f"config.num_classes={num_classes} labels; give one per label")
+    if np.ndim(options.thresholds) and np.size(options.thresholds) != num_classes:
+        raise ConfigError(f"config.multilabel.thresholds has {np.size(options.thresholds)} "
+                          f"values for config.num_classes={num_classes} labels; give one "
+                          "value or one per label")
+    if any(w < 0 for w in options.pos_weight):
+        raise ConfigError("config.multilabel.pos_weight must be non-negative")
+
+
+def _create(options: MultilabelOptions, *, num_classes: int, info, data,
+            model: Any = None) -> MultilabelTask:
+    names = options.label_names or info.class_names or dataset_label_names(
+        data.dataset, data.data_dir)
+    if not options.label_names and names and len(names) != num_classes:
+        raise ConfigError(f"config.num_classes={num_classes} but dataset {data.dataset!r} has "
+                          f"{len(names)} labels ({', '.join(names)}); set "
+                          f"--config.num_classes={len(names)}")
+    thresholds = options.thresholds
+    return MultilabelTask(num_classes, names or None,
+                          tuple(thresholds) if np.ndim(thresholds) else float(thresholds),
+                          options.pos_weight or None, options.choose_thresholds,
+                          labels_as_ids=True)
+
+
+TASKS.register("multilabel", TaskEntry(create=_create, options=MultilabelOptions,
+                                       group="multilabel", check=check_multilabel_options))

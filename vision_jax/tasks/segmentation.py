@@ -26,12 +26,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from PIL import Image
 
-from vision_jax.data.config import augment_section
 from vision_jax.data.pipeline import ExampleSpec
 from vision_jax.data.segmentation import MASK_KEY, resize_mask, segmentation_spec
 from vision_jax.errors import ConfigError
@@ -40,7 +39,7 @@ from vision_jax.metrics.segmentation import (
     segmentation_confusion_update,
     segmentation_metrics,
 )
-from vision_jax.sections import build, in_range, non_negative, one_of, option
+from vision_jax.sections import in_range, non_negative, one_of, option
 from vision_jax.tasks import TASKS
 from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
@@ -124,8 +123,9 @@ class SegmentationTask:
 
     # -- on the host ------------------------------------------------------------------------------
 
-    def example_spec(self, config: ml_collections.ConfigDict) -> ExampleSpec:
-        return self._spec or segmentation_spec(config)
+    def example_spec(self) -> ExampleSpec:
+        """The spec the task was created with, or identity mask values (class v = value v)."""
+        return self._spec or segmentation_spec(self.num_classes, ignore_label=self.ignore_label)
 
     @staticmethod
     def new_accumulator() -> SumAccumulator:
@@ -171,12 +171,12 @@ class SegmentationTask:
                          f"{row['pixels']:>12d}")
         lines += ["", f"{'mIoU':<{width}} {metrics['miou']:7.4f}",
                   f"{'pixel acc':<{width}} {metrics['pixel_accuracy']:7.4f}"]
-        with open(os.path.join(out_dir, f"{prefix}_segmentation_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_segmentation_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
-        with open(os.path.join(out_dir, f"{prefix}_segmentation_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_segmentation_report.json").open("w") as f:
             json.dump(report, f, indent=1)
-        np.savetxt(os.path.join(out_dir, f"{prefix}_confusion_matrix.csv"), conf, fmt="%d",
-                   delimiter=",")
+        with epath.Path(out_dir, f"{prefix}_confusion_matrix.csv").open("w") as f:
+            np.savetxt(f, conf, fmt="%d", delimiter=",")
         return report
 
     def _unnormalize(self, images: np.ndarray) -> np.ndarray:
@@ -209,13 +209,15 @@ class SegmentationTask:
             overlay_path = os.path.join(out_dir, f"{stem}_overlay.png")
             png = Image.fromarray(mask, mode="P")
             png.putpalette(palette)
-            png.save(mask_path)
-            Image.fromarray(overlay_mask(image, mask, self.num_classes)).save(overlay_path)
+            with epath.Path(mask_path).open("wb") as f:
+                png.save(f, format="PNG")
+            with epath.Path(overlay_path).open("wb") as f:
+                Image.fromarray(overlay_mask(image, mask, self.num_classes)).save(f, format="PNG")
             counts = np.bincount(mask.reshape(-1), minlength=self.num_classes) / mask.size
             results.append({"image": name, "mask": mask_path, "overlay": overlay_path,
                             "class_fractions": {n: float(c) for n, c in
                                                 zip(self.class_names, counts, strict=True)}})
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
 
@@ -244,8 +246,9 @@ class SegmentationOptions:
 
 
 def check_segmentation_options(options: SegmentationOptions, *, num_classes: int,
-                               augment: Any) -> None:
-    """The rules that tie `options` to the class count and to the augmentations."""
+                               augment: Any, model: Any) -> None:
+    """The rules that tie `options` to the class count."""
+    del augment, model  # every augmentation moves masks with the image; any model
     ignore = options.ignore_label
     if not num_classes <= ignore <= 255:
         raise ConfigError(f"config.segmentation.ignore_label={ignore!r} must be an int in "
@@ -269,19 +272,19 @@ def check_segmentation_options(options: SegmentationOptions, *, num_classes: int
                               f"label {ignore}")
 
 
-def _create(options: SegmentationOptions, *, num_classes: int, info, data) -> SegmentationTask:
+
+def _create(options: SegmentationOptions, *, num_classes: int, info, data,
+            model) -> SegmentationTask:
+    del info, model  # masks come from the records; any dense-output model
+    spec = segmentation_spec(
+        num_classes, dataset=data.dataset, data_dir=data.data_dir,
+        ignore_label=options.ignore_label, mask_mapping=options.mask_mapping,
+        mask_key=options.mask_key, unmapped=options.unmapped)
     return SegmentationTask(
         num_classes, list(options.class_names) or None, ignore_label=options.ignore_label,
         class_weights=list(options.class_weights) or None, dice_weight=options.dice_weight,
-        normalize_mean=data.normalize.mean, normalize_std=data.normalize.std)
+        normalize_mean=data.normalize.mean, normalize_std=data.normalize.std, spec=spec)
 
 
 TASKS.register("segmentation", TaskEntry(create=_create, options=SegmentationOptions,
                                          group="segmentation", check=check_segmentation_options))
-
-
-def validate_segmentation_config(config: ml_collections.ConfigDict) -> None:
-    """`ConfigError`s naming the `config.segmentation.*` (or augment) field to fix."""
-    options = build(SegmentationOptions, config.segmentation, "config.segmentation")
-    check_segmentation_options(options, num_classes=config.num_classes,
-                               augment=augment_section(config))

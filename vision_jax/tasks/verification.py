@@ -8,24 +8,50 @@ and one-shot identification (one reference image per identity, nearest neighbour
 
 Batches carry "image", "label" (the identity, int) and, in evaluation, "mask": the
 classification batches, so any classification source whose labels are identities serves
-(digits with held-out classes, `tfds:lfw` with people as identities).
+(digits with held-out classes through `by_class:builtin:digits`, `tfds:lfw` with people as
+identities).
+
+Config (`config.verification`, `VerificationOptions`): loss, margin, validation_fraction,
+pair_seed. The embedding size is `config.num_classes` (the size of the backbone's head).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
+# Imported for its side effect: registers the `by_class:` dataset scheme the verification
+# configs use to hold identities out of training.
+from vision_jax.data import by_class  # noqa: F401
 from vision_jax.data.pipeline import CLASSIFICATION, ExampleSpec
+from vision_jax.errors import ConfigError
 from vision_jax.losses.metric_learning import LOSSES, gather_batch
 from vision_jax.metrics import verification as vm
-from vision_jax.tasks.base import SumAccumulator
+from vision_jax.parallel.mesh import BATCH_AXES
+from vision_jax.sections import in_range, non_negative, one_of, option
+from vision_jax.tasks import TASKS
+from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
 DEFAULT_MARGINS = {"triplet": 0.2, "contrastive": 1.0}
+
+
+def bound_batch_axes() -> tuple[str, ...]:
+    """The mesh's batch axes bound where this is traced: inside the `shard_map` strategy's
+    per-device step, where each device holds a slice of the batch; () under plain `jit`."""
+    bound = []
+    for axis in BATCH_AXES:
+        try:
+            jax.lax.axis_size(axis)
+        except NameError:
+            continue
+        bound.append(axis)
+    return tuple(bound)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -55,9 +81,10 @@ class VerificationTask:
     def __init__(self, loss: str = "triplet", margin: float | None = None,
                  validation_fraction: float = 0.5, seed: int = 0,
                  gather_axes: tuple[str, ...] | None = None):
-        """`gather_axes`: the mesh's batch axes when the steps run per device (`shard_map`
-        strategy); the loss then gathers the embeddings of the whole global batch first.
-        Under plain `jit` (None) the batch the loss sees is already the global one."""
+        """`gather_axes`: the mesh axes to gather the global batch over when the steps run
+        per device (`shard_map` strategy); None finds them where the loss is traced
+        (`bound_batch_axes`). Under plain `jit` the batch the loss sees is already the
+        global one."""
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}")
         self.loss_name = loss
@@ -74,8 +101,9 @@ class VerificationTask:
         parameter gradients turns back into exactly the gradient of the global loss."""
         if mask is None:
             mask = jnp.ones(labels.shape[:1], jnp.float32)
-        if self.gather_axes:
-            outputs, labels, mask = gather_batch((outputs, labels, mask), self.gather_axes)
+        axes = self.gather_axes if self.gather_axes is not None else bound_batch_axes()
+        if axes:
+            outputs, labels, mask = gather_batch((outputs, labels, mask), axes)
         return LOSSES[self.loss_name](l2_normalize(outputs), labels, self.margin, mask)
 
     def loss(self, outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
@@ -95,7 +123,7 @@ class VerificationTask:
     # -- on the host -------------------------------------------------------------------------
 
     @staticmethod
-    def example_spec(config) -> ExampleSpec:
+    def example_spec() -> ExampleSpec:
         return CLASSIFICATION
 
     @staticmethod
@@ -124,13 +152,13 @@ class VerificationTask:
                   "margin": self.margin,
                   "threshold_rule": f"best accuracy on the first {self.validation_fraction:g} "
                                     "of the shuffled balanced pairs, applied to the rest"}
-        with open(os.path.join(out_dir, f"{prefix}_verification_report.json"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_verification_report.json").open("w") as f:
             json.dump(report, f, indent=1)
         lines = [f"{key:>26}  {value:.4f}" if isinstance(value, float) else f"{key:>26}  {value}"
                  for key, value in report["metrics"].items()]
         lines += [f"{'identities':>26}  {report['identities']}",
                   f"{'threshold rule':>26}  {report['threshold_rule']}"]
-        with open(os.path.join(out_dir, f"{prefix}_verification_report.txt"), "w") as f:
+        with epath.Path(out_dir, f"{prefix}_verification_report.txt").open("w") as f:
             f.write("\n".join(lines) + "\n")
         return report
 
@@ -143,8 +171,8 @@ class VerificationTask:
         """`embeddings.npz` (names, unit embeddings) and, in `predictions.json`, each image's
         most similar other image with the cosine similarity."""
         embeddings = np.asarray(l2_normalize(jnp.asarray(outputs)))
-        np.savez(os.path.join(out_dir, "embeddings.npz"), names=np.asarray(names),
-                 embeddings=embeddings)
+        with epath.Path(out_dir, "embeddings.npz").open("wb") as f:
+            np.savez(f, names=np.asarray(names), embeddings=embeddings)
         similarity = embeddings @ embeddings.T
         np.fill_diagonal(similarity, -np.inf)
         results = []
@@ -154,6 +182,38 @@ class VerificationTask:
                 j = int(np.argmax(similarity[i]))
                 entry.update(nearest=names[j], similarity=float(similarity[i, j]))
             results.append(entry)
-        with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        with epath.Path(out_dir, "predictions.json").open("w") as f:
             json.dump(results, f, indent=1)
         return results
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationOptions:
+    """``config.verification`` (the embedding size is `config.num_classes`)."""
+
+    loss: str = option("triplet", "triplet (semi-hard mining over the global batch) or "
+                                  "contrastive", check=one_of(*LOSSES))
+    margin: float = option(0.0, "the loss's margin; 0 = its default (triplet 0.2, "
+                                "contrastive 1.0)", check=non_negative)
+    validation_fraction: float = option(0.5, "share of the eval pairs that choose the "
+                                             "verification threshold",
+                                        check=in_range(0.0, 1.0, low_open=True,
+                                                       high_open=True))
+    pair_seed: int = option(0, "seeds the choice of negative eval pairs and their split")
+
+
+def _check(options: VerificationOptions, *, num_classes: int, augment,
+           model: Any = None) -> None:
+    if num_classes < 2:
+        raise ConfigError(f"config.num_classes={num_classes} is the embedding size of the "
+                          "verification task; set it to 2 or more (e.g. 64)")
+
+
+def _create(options: VerificationOptions, *, num_classes: int, info, data,
+            model: Any = None) -> VerificationTask:
+    return VerificationTask(options.loss, options.margin or None, options.validation_fraction,
+                            options.pair_seed)
+
+
+TASKS.register("verification", TaskEntry(create=_create, options=VerificationOptions,
+                                         group="verification", check=_check))

@@ -8,13 +8,13 @@ deleted because a restore failed.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from flax import serialization, traverse_util
 
+from vision_jax import paths
 from vision_jax.training.state import TrainState
 
 
@@ -44,10 +44,12 @@ def describe_mismatch(saved: dict[str, tuple], expected: dict[str, tuple], limit
 
 
 class Checkpointer:
-    """Saves and restores `(TrainState, data-iterator state)` pairs under `directory`."""
+    """Saves and restores `(TrainState, data-iterator state)` pairs under `directory`, local
+    or `gs://` (orbax writes arrays through tensorstore's GCS driver and, on GCS, marks a
+    finished step with `commit_success.txt` instead of renaming a temporary folder)."""
 
-    def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
-        self.directory = os.path.abspath(directory)
+    def __init__(self, directory: paths.PathLike, keep: int = 3, async_save: bool = True):
+        self.directory = paths.as_path(directory)
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(

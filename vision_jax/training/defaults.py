@@ -34,6 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
     # setting the group of a task other than config.task is an error.
     c.segmentation = ml_collections.ConfigDict()
     c.detection = ml_collections.ConfigDict()
+    c.multilabel = ml_collections.ConfigDict()
+    c.verification = ml_collections.ConfigDict()
 
     # --- data: every field and its meaning in vision_jax/data/config.py ---------
     data = default_data_config()
@@ -76,6 +78,17 @@ def default_config() -> ml_collections.ConfigDict:
             "plateau_cooldown": 0,
         }
     )
+
+    # --- transfer learning (vision_jax/weights/section.py, docs/weights.md) ----------------
+    # A fresh run starts from these weights (a resumed run from its own checkpoint):
+    # path: a torchvision .pth/.pt/.safetensors, a Keras .h5/.keras, or a workdir ('' = none);
+    # format: auto | torch | keras | checkpoint; skip: regex of variable paths kept initial.
+    c.init_from = ml_collections.ConfigDict({"path": "", "format": "auto", "skip": ""})
+    c.freeze = ""  # regex of parameter paths that never change (their batch norms: inference)
+    # Two-phase recipe: head_epochs > 0 trains only `head` first, then everything at
+    # finetune_lr_scale x the learning rate (the base's batch norms stay in inference mode).
+    c.transfer = ml_collections.ConfigDict(
+        {"head": "^classifier/", "head_epochs": 0.0, "finetune_lr_scale": 0.1})
 
     # --- parallelism -------------------------------------------------------------
     # Device mesh axes; -1 = all remaining devices. The batch is split over data*fsdp.

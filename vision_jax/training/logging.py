@@ -1,7 +1,9 @@
 """Where metrics go: `metrics.jsonl`, TensorBoard events, and the console.
 
 Only the main process writes; the others get a writer that does nothing, so
-callers never need to check the process index themselves.
+callers never need to check the process index themselves. The workdir is an
+`epath.Path` (local or `gs://`): tensorboardX writes `gs://` event files itself
+(through google-cloud-storage, uploading the buffered file on each flush).
 """
 
 from __future__ import annotations
@@ -12,46 +14,42 @@ import time
 
 from absl import logging as absl_logging
 
+from vision_jax import paths
+
 METRICS_FILE = "metrics.jsonl"
 
 
-def read_metrics(workdir: str) -> list[dict]:
-    path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
+def read_metrics(workdir: paths.PathLike) -> list[dict]:
+    path = paths.as_path(workdir) / METRICS_FILE
+    if not path.exists():
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enabled: bool = True):
-        self.workdir = workdir
+    def __init__(self, workdir: paths.PathLike, enabled: bool = True):
+        self.workdir = paths.as_path(workdir)
         self.enabled = enabled
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = self.workdir / METRICS_FILE
         self._tb = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(os.fspath(self.workdir / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drops records newer than `step`: after a resume those steps are re-run
         and logged again, so the file reads as if nothing had been interrupted."""
-        if not self.enabled or not os.path.exists(self.path):
+        if not self.enabled or not self.path.exists():
             return
         kept = [r for r in read_metrics(self.workdir) if r["step"] <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            for record in kept:
-                f.write(json.dumps(record) + "\n")
-        os.replace(tmp, self.path)
+        paths.write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
         record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        paths.append_text(self.path, json.dumps(record) + "\n")
         for key, value in metrics.items():
             self._tb.add_scalar(key, float(value), int(step))
         self._tb.flush()

@@ -15,11 +15,17 @@ import math
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import traverse_util
 
 from vision_jax.registry import Registry
 from vision_jax.sections import in_range, non_negative, one_of, option, positive, registered
+from vision_jax.weights.section import TransferSection
+from vision_jax.weights.transfer import frozen, path_string
+
+# Partition labels of the two-phase recipe.
+HEAD, BASE = "head", "base"
 
 # name -> (section, schedule) -> the optax transformation.
 OPTIMIZERS: Registry[Callable] = Registry("optimizer", field="config.optimizer.name")
@@ -149,21 +155,30 @@ DECOUPLED_DECAY = frozenset({"adamw"})
 
 
 def create_optimizer(optimizer: OptimizerSection, schedule: ScheduleSection,
-                     steps_per_epoch: int, total_steps: int
+                     steps_per_epoch: int, total_steps: int,
+                     transfer: TransferSection | None = None
                      ) -> optax.GradientTransformationExtraArgs:
     """The full transformation: clip → weight decay → optimiser → plateau → accumulation.
 
+    With `transfer` (``config.freeze``, ``config.transfer``): parameters matching ``freeze``
+    get zero updates and no optimiser state (`weights.transfer.frozen`); the two-phase
+    recipe gives the head and the base their own learning rate (`_two_phase`). One optimiser
+    state either way, so a resumed run continues exactly.
     `update` must be called with `value=loss` (reduce-on-plateau reads it).
     """
     o = optimizer
     lr = learning_rate_schedule(o, schedule, steps_per_epoch, total_steps)
+    if transfer is not None and transfer.two_phase:
+        main = _two_phase(o, lr, transfer, steps_per_epoch)
+    else:
+        main = OPTIMIZERS.get(o.name)(o, lr)
     parts = []
     if o.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(o.grad_clip_norm))
     if o.weight_decay > 0 and o.name not in DECOUPLED_DECAY:
         # Classic L2 regularisation: the decay term joins the gradient before momentum.
         parts.append(optax.add_decayed_weights(o.weight_decay, mask=_mask(o)))
-    parts.append(OPTIMIZERS.get(o.name)(o, lr))
+    parts.append(main)
     if schedule.name == "plateau":
         s = schedule
         parts.append(optax.contrib.reduce_on_plateau(
@@ -171,9 +186,34 @@ def create_optimizer(optimizer: OptimizerSection, schedule: ScheduleSection,
             # Judge the mean training loss of a whole epoch, not single noisy steps.
             accumulation_size=max(steps_per_epoch // max(o.grad_accum_steps, 1), 1)))
     tx = optax.chain(*parts)
+    if transfer is not None and transfer.freeze:
+        tx = frozen(tx, transfer.freeze)
     if o.grad_accum_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=o.grad_accum_steps)
     return optax.with_extra_args_support(tx)
+
+
+def _two_phase(o: OptimizerSection, lr: optax.Schedule, transfer: TransferSection,
+               steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optimiser twice, over a partition: the head follows `lr`, then
+    ``finetune_lr_scale`` x `lr` from step ``head_epochs x steps_per_epoch``; the base has a
+    learning rate of exactly 0 before that step (its parameters do not move: every
+    optimiser here scales its update by the rate) and the head's after it."""
+    head_steps = int(round(transfer.phases.head_epochs * steps_per_epoch))
+    scale = transfer.phases.finetune_lr_scale
+
+    def head_lr(count):
+        return jnp.where(count < head_steps, 1.0, scale) * lr(count)
+
+    def base_lr(count):
+        return jnp.where(count < head_steps, 0.0, scale) * lr(count)
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: BASE if transfer.is_base(path_string(path)) else HEAD, params)
+
+    return optax.multi_transform({HEAD: OPTIMIZERS.get(o.name)(o, head_lr),
+                                  BASE: OPTIMIZERS.get(o.name)(o, base_lr)}, labels)
 
 
 def current_learning_rate(optimizer: OptimizerSection, schedule: ScheduleSection,

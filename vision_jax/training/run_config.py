@@ -3,9 +3,17 @@
 `parse_config` turns the user's `ml_collections.ConfigDict` (what config files and
 ``--config.x=y`` overrides produce) into a `RunConfig`: one section per area, each
 validated next to its fields (see `vision_jax.sections`). Lower layers receive their
-section, not the whole config: the optimiser its `OptimizerSection` and `ScheduleSection`,
-the task its options section, sharding its `ShardingSection`, the loop its `LoopSection`.
-Every problem is one `ConfigError` line naming the field.
+section, not the whole config: the data pipeline its `DataSection`, the on-device
+augmentation its `AugmentSection` (and the data section's normalisation), the optimiser its
+`OptimizerSection` and `ScheduleSection`, the task its options section, sharding its
+`ShardingSection`, the loop its `LoopSection`. Every problem is one `ConfigError` line
+naming the field.
+
+``config.model`` is checked against the chosen model: a key it does not take is an error;
+a model whose fields are declared with `vision_jax.sections.option` (the detectors) gets
+them typed and checked like any section, and a model with a ``check(image_size,
+configured)`` method (`vision_jax.models.detector.Detector`) checks the input size and the
+options it would leave unused.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ from typing import Any
 import ml_collections
 
 from vision_jax import models
-from vision_jax.data.config import AugmentSection, DataSection, augment_section, data_section
+from vision_jax.augment.section import AugmentSection, augment_section
+from vision_jax.data.config import DataSection, data_section
 from vision_jax.errors import ConfigError
+from vision_jax.models.detector import options_section
 from vision_jax.sections import (
     REQUIRED,
     build,
@@ -34,6 +44,7 @@ from vision_jax.sections import (
 from vision_jax.tasks import TASKS
 from vision_jax.training.defaults import default_config
 from vision_jax.training.optimizer import OptimizerSection, ScheduleSection
+from vision_jax.weights.section import TransferSection, transfer_section
 
 # float16 is not offered: without loss scaling its gradients underflow, and TPUs compute in
 # bfloat16 (same range as float32) natively.
@@ -136,6 +147,7 @@ class RunConfig:
     sharding: ShardingSection
     loop: LoopSection
     task_options: Any  # the task's options section (None for a task that declares none)
+    transfer: TransferSection = TransferSection()  # init_from, freeze, the two-phase recipe
 
 
 def _values(config: ml_collections.ConfigDict, cls: type) -> dict[str, Any]:
@@ -161,30 +173,27 @@ def parse_config(config: ml_collections.ConfigDict) -> RunConfig:
     """The typed sections of `config`; one `ConfigError` line for the first problem."""
     _check_known_fields(config)
     data = data_section(config)
-    augment = augment_section(config)
+    augment = augment_section(config.get("augment"))
     task_name = config.task
     problem = registered(TASKS)(task_name)
     if problem:
         raise ConfigError(f"config.task={task_name!r} {problem}")
     model = build(ModelSection, _values(config, ModelSection), "config")
-    entry = TASKS.get(task_name)
-    if entry.validate_config is not None:  # a task still checking the whole ConfigDict
-        try:
-            entry.validate_config(config)
-        except ConfigError:
-            raise
-        except ValueError as e:  # its one-line messages
-            raise ConfigError(str(e)) from None
+    # The task's rules first (e.g. detection needs a detector), then config.model against
+    # the model the task accepted.
+    task_options = _task_options(config, task_name, model, augment)
+    configured = config.get("model") or {}
     model = dataclasses.replace(model, options=tuple(sorted(
-        model_options(model.model_name, config.get("model") or {}).items())))
-    task_options = _task_options(config, task_name, model.num_classes, augment)
+        model_options(model.model_name, configured).items())))
+    _check_model(model, data.image_size, tuple(configured.keys()))
     return RunConfig(
         task=task_name, model=model, data=data, augment=augment,
         optimizer=build(OptimizerSection, config.get("optimizer"), "config.optimizer"),
         schedule=build(ScheduleSection, config.get("schedule"), "config.schedule"),
         mesh=build(MeshSection, config.get("mesh"), "config.mesh"),
         sharding=build(ShardingSection, config.get("sharding"), "config.sharding"),
-        loop=_loop_section(config), task_options=task_options)
+        loop=_loop_section(config), task_options=task_options,
+        transfer=transfer_section(config))
 
 
 def _loop_section(config: ml_collections.ConfigDict) -> LoopSection:
@@ -199,7 +208,7 @@ def _group(config: ml_collections.ConfigDict, name: str) -> dict[str, Any]:
     return group.to_dict() if hasattr(group, "to_dict") else dict(group or {})
 
 
-def _task_options(config: ml_collections.ConfigDict, task_name: str, num_classes: int,
+def _task_options(config: ml_collections.ConfigDict, task_name: str, model: ModelSection,
                   augment: AugmentSection) -> Any:
     """The chosen task's options section; another task's options set are an error."""
     defaults = default_config()
@@ -227,7 +236,7 @@ def _task_options(config: ml_collections.ConfigDict, task_name: str, num_classes
     else:
         options = build(entry.options, _values(config, entry.options), "config")
     if entry.check is not None:
-        entry.check(options, num_classes=num_classes, augment=augment)
+        entry.check(options, num_classes=model.num_classes, augment=augment, model=model)
     return options
 
 
@@ -259,12 +268,15 @@ def _constructor(name: str):
 def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """`config.model` checked against model `name`'s own fields: a key the model does not
     take is an error naming it, unless it holds `default_config`'s neutral value (the
-    defaults offer every model's common options, e.g. conv_impl, and are then dropped)."""
+    defaults offer every model's common options, e.g. conv_impl, and are then dropped).
+    A model whose fields are typed options (`vision_jax.sections.option`) has them built as
+    a section: types coerced, checks run, unknown keys named with a "did you mean"."""
     options = options.to_dict() if hasattr(options, "to_dict") else dict(options)
     fields = model_fields(name)
     if fields is None:
         return options
     neutral = default_config().model.to_dict()
+    typed = _typed_options(name)
     kept = {}
     for key, value in options.items():
         if key in fields:
@@ -274,10 +286,36 @@ def model_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             kept[key] = value
         elif key in neutral and neutral[key] == value:
             continue
+        elif typed is not None:
+            kept[key] = value  # the section names it, with a "did you mean"
         else:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f"did you mean config.model.{close[0]}? " if close else ""
             raise ConfigError(
                 f"config.model.{key} is not a field of model {name!r}; {hint}its fields: "
                 f"{', '.join(f for f in fields if f not in ('num_classes', 'dtype'))}")
-    return kept
+    if typed is None:
+        return kept
+    section = build(typed, kept, "config.model")
+    return {key: getattr(section, key) for key in kept}
+
+
+def _typed_options(name: str) -> type | None:
+    """The options section of a model whose fields are declared with `option`, else None."""
+    constructor = _constructor(name)
+    while isinstance(constructor, functools.partial):
+        constructor = constructor.func
+    if not (isinstance(constructor, type) and dataclasses.is_dataclass(constructor)):
+        return None
+    section = options_section(constructor)
+    return section if dataclasses.fields(section) else None
+
+
+def _check_model(model: ModelSection, image_size: int, configured: tuple[str, ...]) -> None:
+    """The model's own check of the input size and of the options it would leave unused."""
+    module = models.create(model.model_name, **model.kwargs)
+    check = getattr(module, "check", None)
+    if callable(check):
+        problem = check(image_size, configured)
+        if problem:
+            raise ConfigError(problem)

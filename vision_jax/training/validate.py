@@ -4,15 +4,19 @@
 (`vision_jax.training.run_config.parse_config`, which checks each field beside its
 declaration) and adds what needs the devices: the mesh, the sharding strategy and the
 batch arithmetic. `check_model_fits` traces the model's init once against the data's image
-shape. Every failure is a `ConfigError` whose one-line message names the field and the fix.
+shape (after `vision_jax.data.validate_data_config` has read the dataset's channels). Every
+failure is a `ConfigError` whose one-line message names the field and the fix.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 
 from vision_jax import models
 from vision_jax.errors import ConfigError
@@ -22,7 +26,7 @@ from vision_jax.training.run_config import RunConfig, parse_config
 from vision_jax.training.state import TracedInit, trace_init
 
 __all__ = ["ConfigError", "build_model", "check_model_fits", "compute_dtype", "image_channels",
-           "validate_against_data", "validate_config"]
+           "validate_config"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Model options that pick a kernel; "auto" always picks one the layer supports.
@@ -44,6 +48,7 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _validate_sharding(run, device_count)
+    run = _round_up_eval_batch(config, run, max(dp, process_count))
     for field in ("batch_size", "eval_batch_size"):
         size = getattr(run.data, field)
         multiple = max(dp, process_count)
@@ -54,6 +59,21 @@ def validate_config(config: ml_collections.ConfigDict, *, device_count: int | No
                 f"mesh ({device_count} devices, {process_count} processes); use a multiple of "
                 f"{multiple}, e.g. --config.{field}={lower}")
     return run
+
+
+def _round_up_eval_batch(config: ml_collections.ConfigDict, run: RunConfig,
+                         multiple: int) -> RunConfig:
+    """Evaluation pads its last batch and masks the padding, so an eval batch that does not
+    divide over the mesh is rounded up to the next multiple (every example still counts
+    once); only the train batch must divide. The config records the size that ran."""
+    size = run.data.eval_batch_size
+    if size % multiple == 0:
+        return run
+    rounded = -(-size // multiple) * multiple
+    logging.warning("config.eval_batch_size=%d does not divide over the %d-way data-parallel "
+                    "mesh: rounded up to %d", size, multiple, rounded)
+    config.eval_batch_size = rounded  # the data layer still reads the ConfigDict
+    return dataclasses.replace(run, data=dataclasses.replace(run.data, eval_batch_size=rounded))
 
 
 def _validate_sharding(run: RunConfig, device_count: int) -> None:
@@ -118,9 +138,3 @@ def _fits(model, shape: tuple) -> bool:
     except Exception:  # noqa: BLE001 - any failure means it does not fit
         return False
     return True
-
-
-def validate_against_data(config: ml_collections.ConfigDict, info) -> None:
-    """Image size (and kernel options) against the model, via shape inference only."""
-    run = parse_config(config)
-    check_model_fits(run, build_model(run), optax.identity(), info)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+from etils.epath import Path
 
 from vision_jax.viz.figures import new_figure, save_figure
 

@@ -7,9 +7,10 @@ does not disturb a user's notebook), and nothing leaks between calls.
 
 from __future__ import annotations
 
+import io
 import os
-from pathlib import Path
 
+from etils import epath
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -21,11 +22,16 @@ def new_figure(width_in: float, height_in: float) -> Figure:
     return figure
 
 
-def save_figure(figure: Figure, out_png: str | os.PathLike, dpi: int = 100) -> Path:
-    """Writes ``figure`` as a PNG (creating parent folders) and returns the path."""
-    path = Path(out_png)
+def save_figure(figure: Figure, out_png: str | os.PathLike, dpi: int = 100) -> epath.Path:
+    """Writes ``figure`` as a PNG (creating parent folders) and returns the path, local or
+    ``gs://`` (rendered in memory, then written as one object)."""
+    from vision_jax import paths
+
+    path = paths.as_path(out_png)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"out_png={str(path)!r} must end in .png.")
+        raise ValueError(f"out_png={os.fspath(path)!r} must end in .png.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
+    path.write_bytes(buffer.getvalue())
     return path

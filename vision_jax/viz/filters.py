@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
+from etils.epath import Path
 
 from vision_jax.viz.figures import new_figure, save_figure
 

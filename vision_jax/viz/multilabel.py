@@ -4,9 +4,9 @@ threshold, precision and recall side by side, so a weak label stands out at a gl
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
+from etils.epath import Path
 
 from vision_jax.viz.figures import new_figure, save_figure
 

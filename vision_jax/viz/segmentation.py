@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
+from etils.epath import Path
 
 from vision_jax.viz.figures import new_figure, save_figure
 from vision_jax.viz.images import class_palette, to_uint8_rgb

@@ -6,8 +6,10 @@ import json
 import math
 import os
 from collections import defaultdict
-from pathlib import Path
 
+from etils import epath
+
+from vision_jax import paths
 from vision_jax.viz.figures import new_figure, save_figure
 
 # metric name -> split -> list of (step, value)
@@ -21,7 +23,7 @@ def read_curves(metrics_jsonl_path: str | os.PathLike) -> Curves:
     Non-numeric values are skipped. A truncated *last* line (a run still writing) is
     skipped too; a broken line anywhere else is an error.
     """
-    path = Path(metrics_jsonl_path)
+    path = paths.as_path(metrics_jsonl_path)
     if not path.is_file():
         raise FileNotFoundError(f"metrics_jsonl_path={str(path)!r} does not exist.")
     lines = path.read_text().splitlines()
@@ -46,7 +48,8 @@ def read_curves(metrics_jsonl_path: str | os.PathLike) -> Curves:
     return {metric: dict(splits) for metric, splits in curves.items()}
 
 
-def plot_training_curves(metrics_jsonl_path: str | os.PathLike, out_png: str | os.PathLike) -> Path:
+def plot_training_curves(metrics_jsonl_path: str | os.PathLike,
+                         out_png: str | os.PathLike) -> epath.Path:
     """Plots every metric in ``metrics_jsonl_path`` (train and eval together) to a PNG."""
     curves = read_curves(metrics_jsonl_path)
     if not curves:

@@ -77,7 +77,7 @@ def freeze_labels(params: Any, freeze: str) -> Any:
     pattern = re.compile(freeze)
 
     def label(path: tuple, _: Any) -> str:
-        return FROZEN if pattern.search(_path_string(path)) else TRAINABLE
+        return FROZEN if pattern.search(path_string(path)) else TRAINABLE
 
     return jax.tree_util.tree_map_with_path(label, params)
 
@@ -93,5 +93,6 @@ def frozen(tx: optax.GradientTransformation, freeze: str) -> optax.GradientTrans
                                  lambda params: freeze_labels(params, freeze))
 
 
-def _path_string(path: tuple) -> str:
+def path_string(path: tuple) -> str:
+    """A tree path (of `jax.tree_util` keys) as `stage1_block1/conv1/kernel`."""
     return "/".join(str(getattr(key, "key", getattr(key, "name", key))) for key in path)

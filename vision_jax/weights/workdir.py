@@ -8,13 +8,13 @@ state has exactly the tree a training run of that config has (optimiser state in
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 import ml_collections
 from flax import traverse_util
 
+from vision_jax import paths
 from vision_jax.weights.convert import DEFAULT_INPUT_SHAPE, WeightsError
 from vision_jax.weights.keras_format import keras_model_kwargs, load_keras
 from vision_jax.weights.torch_format import load_torch, torch_model_kwargs
@@ -69,12 +69,12 @@ def workdir_config(source: str, model_name: str, model_kwargs: dict[str, Any],
     return config
 
 
-def write_workdir(workdir: str, config: ml_collections.ConfigDict,
+def write_workdir(workdir: paths.PathLike, config: ml_collections.ConfigDict,
                   variables: dict[str, Any]) -> None:
     """Writes ``config.json`` and a step-0 checkpoint holding ``variables`` into ``workdir``."""
     from vision_jax.training import loop
 
-    workdir = os.path.abspath(workdir)
+    workdir = paths.as_path(workdir)
     exp = loop.build_experiment(config, workdir)
     if exp.checkpointer.latest_step() is not None:
         exp.checkpointer.close()
@@ -84,9 +84,9 @@ def write_workdir(workdir: str, config: ml_collections.ConfigDict,
     state = state.replace(
         params=_placed(variables["params"], state.params),
         batch_stats=_placed(variables.get("batch_stats", {}), state.batch_stats))
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True)
+                                         + "\n")
     exp.checkpointer.save(state, {}, force=True)
     exp.checkpointer.close()
 

@@ -1,0 +1,80 @@
+"""One path type for everything a run reads and writes: `etils.epath.Path`, local or `gs://`.
+
+On a pod slice every host writes its shards of one checkpoint, and a preempted VM's disk is
+gone, so a workdir (and a TFDS data_dir) may be a `gs://` bucket. `epath.Path` reaches GCS
+through gcsfs (no TensorFlow) and the local disk through `os`, with one API. GCS objects
+have no append and no rename, but a whole-object write is atomic there; the two helpers
+below pick what each backend does well, so callers never branch on the scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from etils import epath
+
+from vision_jax.errors import ConfigError
+
+PathLike = str | os.PathLike
+
+
+def as_path(path: PathLike) -> epath.Path:
+    """`path` as an `epath.Path`: a URL (`gs://...`) as given, a local path absolute (with
+    `~` expanded) so it means the same thing after a `chdir` or in a subprocess."""
+    text = os.fspath(path)
+    if is_remote(text):
+        return epath.Path(text)
+    return epath.Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def is_remote(path: PathLike) -> bool:
+    """True for an object-store URL (`gs://`, `s3://`, ...), False for a local path."""
+    return "://" in os.fspath(path)
+
+
+def write_text_atomic(path: epath.Path, text: str) -> None:
+    """Replaces `path`'s content so that a reader (or a kill -9) never sees half of it: a
+    rename over the old file locally; one object upload on GCS (atomic by itself)."""
+    if is_remote(path):
+        path.write_text(text)
+        return
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def append_text(path: epath.Path, text: str) -> None:
+    """Appends `text` to `path` (created if absent). GCS has no append: the object is read
+    and uploaded again whole, which is what a small log such as metrics.jsonl can afford."""
+    if not is_remote(path):
+        with path.open("a") as f:
+            f.write(text)
+        return
+    old = path.read_text() if path.exists() else ""
+    path.write_text(old + text)
+
+
+def check_writable(directory: epath.Path, field: str) -> None:
+    """Creates `directory` and writes and deletes one small object in it, so storage that is
+    unreachable, missing or forbidden is a one-line `ConfigError` naming `field` before
+    anything is compiled, not a traceback from deep inside a checkpoint save."""
+    probe = directory / f".write_probe.{uuid.uuid4().hex[:8]}"
+    # gcsfs logs each failed retry with a traceback; the one line below says it all.
+    gcsfs_logger = logging.getLogger("gcsfs")
+    level = gcsfs_logger.level
+    gcsfs_logger.setLevel(logging.CRITICAL)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except Exception as e:  # noqa: BLE001 - any storage failure gets the same one line
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        hint = ("check that the bucket exists and that this machine's credentials "
+                "(gcloud auth application-default login, or the VM's service account) may "
+                "write it" if is_remote(directory) else "choose a directory you can write")
+        raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({reason}); "
+                          f"{hint}") from None
+    finally:
+        gcsfs_logger.setLevel(level)
