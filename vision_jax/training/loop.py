@@ -238,6 +238,8 @@ class _StopSignal:
         return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
 
     def restore(self):
+        if self.requested:
+            return  # the process is ending: a Ctrl-C during cleanup still exits at once
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
 
