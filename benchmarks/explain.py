@@ -11,10 +11,11 @@ compile time, which a one-off command pays. Writes benchmarks/results/explain_<b
 and .md.
 
 ``localise``: the fraction of the test split of ``builtin:shapes_classification`` whose
-Grad-CAM peak (upsampled to the image) falls inside the object's box, for a run trained on
-it, and the run's accuracy on the same images. The maps are placed on the image by the
-layer's stride (`gradcam.explain_gradcam`); ``peak_in_box_rate_stretched`` is the same
-maps spread over the whole image instead, which misplaces a VALID-padded layer's cells.
+Grad-CAM peak (the centre of the map's argmax cell, placed on the image by the layer's
+stride: `gradcam.explain_gradcam`'s ``peaks``) falls inside the object's box, for a run
+trained on it, and the run's accuracy on the same images. ``peak_in_box_rate_stretched``
+is the argmax pixel of the same maps spread over the whole image instead (``H / h`` pixels
+per cell), which misplaces a VALID-padded layer's cells.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def localise(run_dir: str, data_dir: str | None, layer: str | None) -> dict:
         batch = slice(start, start + 100)
         result = gradcam.explain_gradcam(run.model, run.variables, inputs[batch], layer)
         used = result["layer"]
-        hits.append(np.asarray(gradcam.peak_in_box(result["heatmaps"], boxes[batch])))
-        # The same maps spread over the whole image (H / h pixels per cell), for comparison.
+        hits.append(np.asarray(gradcam.point_in_box(result["peaks"], boxes[batch])))
+        # The argmax pixel of the same maps spread over the whole image (H / h pixels per
+        # cell), for comparison.
         cams, _, _ = gradcam.grad_cam_fn(run.model, used)(
             run.variables, jnp.asarray(inputs[batch]), result["classes"])
         stretched = gradcam.upsample(cams, inputs.shape[1:3])

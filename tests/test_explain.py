@@ -103,6 +103,10 @@ def test_gradcam_maps_cells_onto_the_pixels_they_see():
 
     assert np.all(np.abs(peak(gradcam.upsample(one_hot, (48, 48), (4.0, 4.0))) - centre) <= 1)
     assert np.abs(peak(gradcam.upsample(one_hot, (48, 48))) - centre).max() > 2
+    # An outer cell's peak is its centre (10 pixels in), not the border its value is held to.
+    corner = jnp.zeros((1, 8, 8)).at[0, 0, 7].set(1.0)
+    np.testing.assert_allclose(gradcam.peak_points(corner, (4.0, 4.0), (48, 48)),
+                               [[10 / 48, 38 / 48]])
     # A SAME-padded map is spread over the whole image either way.
     resnet, resnet_vars, _ = _init("resnet18")
     assert layers.layer_stride(resnet, resnet_vars, "stage4_block2", (1, 32, 32, 3)) == (8, 8)

@@ -81,6 +81,29 @@ def _interpolation_matrix(cells: int, pixels: int, stride: float) -> np.ndarray:
     return weights
 
 
+def peak_points(cams: jax.Array, stride: tuple[float, float],
+                size: tuple[int, int]) -> jax.Array:
+    """(N, 2) normalised [y, x] of each (h, w) map's argmax cell's centre on the (H, W) image.
+
+    The argmax of the map itself, not of its upsampled picture: upsampling holds the outer
+    cells' values out to the border, so a peak on an outer cell would otherwise land on
+    the image's edge rather than where that cell looks.
+    """
+    count, height, width = cams.shape
+    flat = jnp.argmax(cams.reshape(count, -1), axis=1)
+    row, col = flat // width, flat % width
+    y = size[0] / 2 + stride[0] * (row - (height - 1) / 2)
+    x = size[1] / 2 + stride[1] * (col - (width - 1) / 2)
+    return jnp.stack([y / size[0], x / size[1]], axis=1)
+
+
+def point_in_box(points, boxes_yxyx) -> jax.Array:
+    """(N,) bool: whether each normalised [y, x] point lies in its [ymin, xmin, ymax, xmax]."""
+    points, boxes = jnp.asarray(points), jnp.asarray(boxes_yxyx)
+    y, x = points[:, 0], points[:, 1]
+    return (y >= boxes[:, 0]) & (y <= boxes[:, 2]) & (x >= boxes[:, 1]) & (x <= boxes[:, 3])
+
+
 def peak_in_box(heatmaps, boxes_yxyx) -> jax.Array:
     """(N,) bool: whether each (H, W) heatmap's argmax pixel lies inside its normalised
     [ymin, xmin, ymax, xmax] box (the pixel's centre is tested)."""
@@ -88,9 +111,8 @@ def peak_in_box(heatmaps, boxes_yxyx) -> jax.Array:
     height, width = heatmaps.shape[1:]
     flat = jnp.argmax(heatmaps.reshape(heatmaps.shape[0], -1), axis=1)
     row, col = flat // width, flat % width
-    y, x = (row + 0.5) / height, (col + 0.5) / width
-    boxes = jnp.asarray(boxes_yxyx)
-    return (y >= boxes[:, 0]) & (y <= boxes[:, 2]) & (x >= boxes[:, 1]) & (x <= boxes[:, 3])
+    return point_in_box(jnp.stack([(row + 0.5) / height, (col + 0.5) / width], axis=1),
+                        boxes_yxyx)
 
 
 def explain_gradcam(model: nn.Module, variables, images, layer: str | None = None,
@@ -99,7 +121,8 @@ def explain_gradcam(model: nn.Module, variables, images, layer: str | None = Non
 
     ``images`` are model inputs (N, H, W, C), preprocessed; ``layer`` defaults to the last
     spatial layer; ``classes`` (N,) defaults to the predicted ones. Returns ``heatmaps``
-    (N, H, W) in [0, 1], ``classes``, ``logits`` and the ``layer`` used.
+    (N, H, W) in [0, 1], ``peaks`` (N, 2: the map's argmax cell's centre, normalised
+    [y, x], `peak_points`), ``classes``, ``logits`` and the ``layer`` used.
     """
     images = jnp.asarray(images, jnp.float32)
     layer = layer or layers.last_spatial_layer(model, variables, images.shape)
@@ -107,5 +130,6 @@ def explain_gradcam(model: nn.Module, variables, images, layer: str | None = Non
         jnp.asarray(classes, jnp.int32)
     cams, logits, chosen = grad_cam_fn(model, layer)(variables, images, wanted)
     stride = layers.layer_stride(model, variables, layer, images.shape)
-    return {"heatmaps": upsample(cams, images.shape[1:3], stride), "classes": chosen,
+    return {"heatmaps": upsample(cams, images.shape[1:3], stride),
+            "peaks": peak_points(cams, stride, images.shape[1:3]), "classes": chosen,
             "logits": logits, "layer": layer}
