@@ -23,8 +23,10 @@ _FILE = flags.DEFINE_string("file", None, "A .pth/.pt/.safetensors state dict or
 _MODEL = flags.DEFINE_string("model", None, "The vision_jax model name (resnet50, vgg16, ...).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The new workdir to write.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", None, "Default: the file's classifier width.")
-_DATASET = flags.DEFINE_string("dataset", "builtin:digits",
-                               "The dataset evaluate/predict will use (config.dataset).")
+_DATASET = flags.DEFINE_string("dataset", None,
+                               "The dataset evaluate/predict will use (config.dataset), with "
+                               "as many classes as the model. Default: builtin:digits for a "
+                               "10-class model; required otherwise.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "config.data_dir.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None,
                                    "Default: the model's input size (224; seed_cnn 28).")
@@ -50,7 +52,9 @@ def main(argv: list[str]) -> None:
                                                        **overrides)
         height, _, channels = workdir.default_input_shape(_MODEL.value)
         config = workdir.workdir_config(
-            _FROM.value, _MODEL.value, model_kwargs, _DATASET.value, _DATA_DIR.value,
+            _FROM.value, _MODEL.value, model_kwargs,
+            _DATASET.value or workdir.default_dataset(model_kwargs["num_classes"]),
+            _DATA_DIR.value,
             _IMAGE_SIZE.value or height, _IMAGE_CHANNELS.value or channels)
         workdir.write_workdir(_WORKDIR.value, config, variables)
     print(f"imported {_FILE.value} as {_MODEL.value} into {_WORKDIR.value}")

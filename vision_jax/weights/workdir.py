@@ -50,6 +50,19 @@ def default_input_shape(model_name: str) -> tuple[int, int, int]:
     return getattr(model, "default_input_shape", DEFAULT_INPUT_SHAPE)
 
 
+def default_dataset(num_classes: int) -> str:
+    """The dataset an imported model's workdir records when none is named: the built-in
+    digits for a 10-class model. Any other head needs a dataset of its size, which only the
+    user can name (evaluate and predict read class names and images from it)."""
+    if num_classes == 10:
+        return "builtin:digits"
+    raise WeightsError(
+        f"the imported classifier has {num_classes} classes; name the dataset that evaluate "
+        f"and predict will use with --dataset (a dataset of {num_classes} classes, e.g. "
+        "tfds:imagenet2012 for ImageNet weights, prepared with python -m "
+        "vision_jax.data.prepare)")
+
+
 def workdir_config(source: str, model_name: str, model_kwargs: dict[str, Any],
                    dataset: str, data_dir: str, image_size: int,
                    image_channels: int) -> ml_collections.ConfigDict:
