@@ -81,7 +81,8 @@ def test_segmentation_options_are_a_section():
 
 
 def test_tasks_registry_lists_and_suggests():
-    assert TASKS.names() == ["classification", "detection", "segmentation"]
+    assert TASKS.names() == ["classification", "detection", "multilabel", "segmentation",
+                             "verification"]
     config = mnist_config("smoke")
     config.task = "clasification"
     assert "did you mean 'classification'?" in _error(config)
