@@ -11,8 +11,11 @@ compile time, which a one-off command pays. Writes benchmarks/results/explain_<b
 and .md.
 
 ``localise``: the fraction of the test split of ``builtin:shapes_classification`` whose
-Grad-CAM peak (upsampled to the image) falls inside the object's box, for a run trained on
-it, and the run's accuracy on the same images.
+Grad-CAM peak (the centre of the map's argmax cell, placed on the image by the layer's
+stride: `gradcam.explain_gradcam`'s ``peaks``) falls inside the object's box, for a run
+trained on it, and the run's accuracy on the same images. ``peak_in_box_rate_stretched``
+is the argmax pixel of the same maps spread over the whole image instead (``H / h`` pixels
+per cell), which misplaces a VALID-padded layer's cells.
 """
 
 from __future__ import annotations
@@ -78,17 +81,26 @@ def localise(run_dir: str, data_dir: str | None, layer: str | None) -> dict:
     boxes = np.stack([np.asarray(example["bbox"], np.float32) for example in examples])
     labels = np.array([int(example["label"]) for example in examples])
     inputs, _ = run.to_input(images)
-    hits, correct, used = [], [], None
+    hits, stretched_hits, correct, used = [], [], [], None
     for start in range(0, len(inputs), 100):
-        result = gradcam.explain_gradcam(run.model, run.variables, inputs[start:start + 100],
-                                         layer)
+        batch = slice(start, start + 100)
+        result = gradcam.explain_gradcam(run.model, run.variables, inputs[batch], layer)
         used = result["layer"]
-        hits.append(np.asarray(gradcam.peak_in_box(result["heatmaps"],
-                                                   boxes[start:start + 100])))
-        correct.append(np.asarray(result["classes"]) == labels[start:start + 100])
+        hits.append(np.asarray(gradcam.point_in_box(result["peaks"], boxes[batch])))
+        # The argmax pixel of the same maps spread over the whole image (H / h pixels per
+        # cell), for comparison.
+        cams, _, _ = gradcam.grad_cam_fn(run.model, used)(
+            run.variables, jnp.asarray(inputs[batch]), result["classes"])
+        stretched = gradcam.upsample(cams, inputs.shape[1:3])
+        stretched_hits.append(np.asarray(gradcam.peak_in_box(stretched, boxes[batch])))
+        correct.append(np.asarray(result["classes"]) == labels[batch])
+    hits, correct = np.concatenate(hits), np.concatenate(correct)
     return {"workdir": run_dir, "layer": used, "images": len(inputs),
-            "peak_in_box_rate": float(np.concatenate(hits).mean()),
-            "accuracy": float(np.concatenate(correct).mean())}
+            "peak_in_box_rate": float(hits.mean()),
+            "peak_in_box_rate_stretched": float(np.concatenate(stretched_hits).mean()),
+            "peak_in_box_rate_when_correct": float(hits[correct].mean()) if correct.any()
+            else None,
+            "accuracy": float(correct.mean())}
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ def get_config(arg: str | None = None):
     config.model_name = next((part for part in parts if part in _MODELS), "seed_cnn")
     if config.model_name == "resnet18":
         config.model.stem = "cifar"
-        config.model.width = 16
+        config.model.width = 8
     config.dataset = "builtin:shapes_classification"
     config.num_classes = 3
     config.image_size = 48
@@ -39,7 +39,8 @@ def get_config(arg: str | None = None):
     config.augment.flip = True
     config.batch_size = 32
     config.eval_batch_size = 250
-    config.num_epochs = 8.0
+    config.num_epochs = 6.0 if config.model_name == "seed_cnn" else 4.0
+    config.checkpoint_every_steps = 93  # an epoch, so an interrupted run can still be read
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-3
     config.schedule.name = "warmup_cosine"

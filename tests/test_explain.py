@@ -84,6 +84,34 @@ def test_grad_cam_equals_cam_up_to_a_positive_scale_for_gap_dense():
         np.testing.assert_allclose(mine, reference, atol=1e-4)
 
 
+def test_gradcam_maps_cells_onto_the_pixels_they_see():
+    # seed_cnn's VALID convs: conv3 is 8x8 on 48x48, but its cells are 4 pixels apart and see
+    # the central 46 pixels; stretching the map over the whole image misplaces them.
+    model = models.create("seed_cnn", num_classes=3)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False)
+    assert layers.layer_stride(model, variables, "conv3", (1, 48, 48, 3)) == (4.0, 4.0)
+    images = jax.random.normal(jax.random.key(3), (4, 48, 48, 3))
+    grad = jax.grad(lambda x: layers.layer_output(model, variables, x, "conv3")[:, 2, 5].sum())(
+        images)
+    seen = np.abs(np.asarray(grad)).sum(axis=(0, 3)) > 0  # the receptive field of cell (2, 5)
+    rows, cols = np.nonzero(seen.any(axis=1))[0], np.nonzero(seen.any(axis=0))[0]
+    centre = np.array([(rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2])
+    one_hot = jnp.zeros((1, 8, 8)).at[0, 2, 5].set(1.0)
+
+    def peak(heatmap):
+        return np.array(np.unravel_index(int(np.argmax(heatmap[0])), (48, 48)))
+
+    assert np.all(np.abs(peak(gradcam.upsample(one_hot, (48, 48), (4.0, 4.0))) - centre) <= 1)
+    assert np.abs(peak(gradcam.upsample(one_hot, (48, 48))) - centre).max() > 2
+    # An outer cell's peak is its centre (10 pixels in), not the border its value is held to.
+    corner = jnp.zeros((1, 8, 8)).at[0, 0, 7].set(1.0)
+    np.testing.assert_allclose(gradcam.peak_points(corner, (4.0, 4.0), (48, 48)),
+                               [[10 / 48, 38 / 48]])
+    # A SAME-padded map is spread over the whole image either way.
+    resnet, resnet_vars, _ = _init("resnet18")
+    assert layers.layer_stride(resnet, resnet_vars, "stage4_block2", (1, 32, 32, 3)) == (8, 8)
+
+
 def test_peak_in_box():
     maps = np.zeros((2, 10, 10))
     maps[0, 2, 3] = 1.0  # pixel centre (0.25, 0.35)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vision_jax.explain import layers
 
@@ -45,12 +46,62 @@ def grad_cam_fn(model: nn.Module, layer: str, relu: bool = True) -> Callable:
     return jax.jit(run)
 
 
-def upsample(cams: jax.Array, size: tuple[int, int]) -> jax.Array:
-    """(N, h, w) maps -> (N, H, W), bilinear, each map scaled to [0, 1] (0 where constant)."""
-    resized = jax.image.resize(cams, (cams.shape[0], *size), method="bilinear")
+def upsample(cams: jax.Array, size: tuple[int, int],
+             stride: tuple[float, float] | None = None) -> jax.Array:
+    """(N, h, w) maps -> (N, H, W), bilinear, each map scaled to [0, 1] (0 where constant).
+
+    ``stride`` (input pixels per cell, `layers.layer_stride`) places the cells where the layer
+    sees them: a grid of that pitch centred on the image, the outermost cells' values held
+    out to the border. Without it the cells are spread over the whole image (``H / h``
+    apart), which is the same thing for SAME-padded layers but stretches a VALID-padded map
+    (``seed_cnn``'s conv3 would put its corner cells 6 pixels too far out).
+    """
+    height, width = cams.shape[1:]
+    if stride is None:
+        stride = (size[0] / height, size[1] / width)
+    rows = _interpolation_matrix(height, size[0], stride[0])
+    cols = _interpolation_matrix(width, size[1], stride[1])
+    resized = jnp.einsum("yh,nhw,xw->nyx", rows, cams.astype(jnp.float32), cols)
     low = resized.min(axis=(1, 2), keepdims=True)
     span = resized.max(axis=(1, 2), keepdims=True) - low
     return jnp.where(span > 0, (resized - low) / jnp.where(span > 0, span, 1.0), 0.0)
+
+
+def _interpolation_matrix(cells: int, pixels: int, stride: float) -> np.ndarray:
+    """(pixels, cells) linear-interpolation weights: cell k centred at
+    ``pixels / 2 + stride * (k - (cells - 1) / 2)``, pixel p at ``p + 0.5``."""
+    position = (np.arange(pixels) + 0.5 - pixels / 2) / stride + (cells - 1) / 2
+    position = np.clip(position, 0.0, cells - 1)
+    low = np.minimum(np.floor(position).astype(int), max(cells - 2, 0))
+    frac = position - low
+    weights = np.zeros((pixels, cells), np.float32)
+    weights[np.arange(pixels), low] = 1.0 - frac
+    if cells > 1:
+        weights[np.arange(pixels), low + 1] += frac
+    return weights
+
+
+def peak_points(cams: jax.Array, stride: tuple[float, float],
+                size: tuple[int, int]) -> jax.Array:
+    """(N, 2) normalised [y, x] of each (h, w) map's argmax cell's centre on the (H, W) image.
+
+    The argmax of the map itself, not of its upsampled picture: upsampling holds the outer
+    cells' values out to the border, so a peak on an outer cell would otherwise land on
+    the image's edge rather than where that cell looks.
+    """
+    count, height, width = cams.shape
+    flat = jnp.argmax(cams.reshape(count, -1), axis=1)
+    row, col = flat // width, flat % width
+    y = size[0] / 2 + stride[0] * (row - (height - 1) / 2)
+    x = size[1] / 2 + stride[1] * (col - (width - 1) / 2)
+    return jnp.stack([y / size[0], x / size[1]], axis=1)
+
+
+def point_in_box(points, boxes_yxyx) -> jax.Array:
+    """(N,) bool: whether each normalised [y, x] point lies in its [ymin, xmin, ymax, xmax]."""
+    points, boxes = jnp.asarray(points), jnp.asarray(boxes_yxyx)
+    y, x = points[:, 0], points[:, 1]
+    return (y >= boxes[:, 0]) & (y <= boxes[:, 2]) & (x >= boxes[:, 1]) & (x <= boxes[:, 3])
 
 
 def peak_in_box(heatmaps, boxes_yxyx) -> jax.Array:
@@ -60,9 +111,8 @@ def peak_in_box(heatmaps, boxes_yxyx) -> jax.Array:
     height, width = heatmaps.shape[1:]
     flat = jnp.argmax(heatmaps.reshape(heatmaps.shape[0], -1), axis=1)
     row, col = flat // width, flat % width
-    y, x = (row + 0.5) / height, (col + 0.5) / width
-    boxes = jnp.asarray(boxes_yxyx)
-    return (y >= boxes[:, 0]) & (y <= boxes[:, 2]) & (x >= boxes[:, 1]) & (x <= boxes[:, 3])
+    return point_in_box(jnp.stack([(row + 0.5) / height, (col + 0.5) / width], axis=1),
+                        boxes_yxyx)
 
 
 def explain_gradcam(model: nn.Module, variables, images, layer: str | None = None,
@@ -71,12 +121,15 @@ def explain_gradcam(model: nn.Module, variables, images, layer: str | None = Non
 
     ``images`` are model inputs (N, H, W, C), preprocessed; ``layer`` defaults to the last
     spatial layer; ``classes`` (N,) defaults to the predicted ones. Returns ``heatmaps``
-    (N, H, W) in [0, 1], ``classes``, ``logits`` and the ``layer`` used.
+    (N, H, W) in [0, 1], ``peaks`` (N, 2: the map's argmax cell's centre, normalised
+    [y, x], `peak_points`), ``classes``, ``logits`` and the ``layer`` used.
     """
     images = jnp.asarray(images, jnp.float32)
     layer = layer or layers.last_spatial_layer(model, variables, images.shape)
     wanted = jnp.full((images.shape[0],), -1, jnp.int32) if classes is None else \
         jnp.asarray(classes, jnp.int32)
     cams, logits, chosen = grad_cam_fn(model, layer)(variables, images, wanted)
-    return {"heatmaps": upsample(cams, images.shape[1:3]), "classes": chosen,
+    stride = layers.layer_stride(model, variables, layer, images.shape)
+    return {"heatmaps": upsample(cams, images.shape[1:3], stride),
+            "peaks": peak_points(cams, stride, images.shape[1:3]), "classes": chosen,
             "logits": logits, "layer": layer}

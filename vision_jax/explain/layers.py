@@ -97,6 +97,25 @@ def last_spatial_layer(model: nn.Module, variables: Variables,
     return names[-1]
 
 
+def layer_stride(model: nn.Module, variables: Variables, layer: str,
+                 image_shape: tuple[int, ...]) -> tuple[float, float]:
+    """Input pixels per cell of ``layer``'s map along (y, x), for (N, H, W, C) inputs.
+
+    Read from the layer's output size at the input size and at twice it (``jax.eval_shape``,
+    nothing computed): VALID convolutions shrink a map by a constant, so ``H / h`` overstates
+    the stride (``seed_cnn``'s conv3 is 8x8 on 48x48 inputs, but its cells are 4 pixels
+    apart). A layer whose size does not grow with the input (a global pool) gets ``H / h``.
+    """
+    batch, height, width, channels = image_shape
+    sizes = [jax.eval_shape(lambda x: layer_output(model, variables, x, layer),
+                            jax.ShapeDtypeStruct((1, scale * height, scale * width, channels),
+                                                 jnp.float32)).shape[1:3]
+             for scale in (1, 2)]
+    (h1, w1), (h2, w2) = sizes
+    return (height / (h2 - h1) if h2 > h1 else height / h1,
+            width / (w2 - w1) if w2 > w1 else width / w1)
+
+
 def check_layer(name: str, known: list[str], flag: str = "--layer") -> str:
     """``name`` if it is a known layer, else a one-line ConfigError listing some."""
     from vision_jax.errors import ConfigError

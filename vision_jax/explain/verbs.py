@@ -150,11 +150,13 @@ def gradcam_verb(run: Run, paths: Sequence[str], images: list, out_dir: str,
                                      _class_list(run, len(inputs), class_index))
     heatmaps = np.asarray(result["heatmaps"])
     classes = np.asarray(result["classes"])
+    # The argmax cell's centre, in pixels of the model input.
+    peaks = np.asarray(result["peaks"]) * np.asarray(inputs.shape[1:3])
     record = {"layer": layer, "images": []}
-    for path, image, heatmap, cls in zip(paths, shown, heatmaps, classes, strict=True):
+    for path, image, heatmap, cls, peak in zip(paths, shown, heatmaps, classes, peaks,
+                                               strict=True):
         _save(overlay_heatmap(image, heatmap, alpha=alpha), out_dir,
               f"{_stem(path)}_gradcam.png")
-        peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
         record["images"].append({"image": path, "class": int(cls),
                                  "class_name": _class_name(run, int(cls)),
                                  "peak_yx": [int(peak[0]), int(peak[1])]})

@@ -7,6 +7,17 @@ flat-coloured circle, square or triangle over a textured background. Seeded per
 example, so every build is identical and needs no download and no TensorFlow.
 The TFDS builder name is `vision_jax_shapes_classification`.
 
+Version 2.0.0 makes the object the salient thing in the image, which 1.0.0 was not: a
+`seed_cnn` reached 40.8 % test accuracy after 8 epochs on 1.0.0 (chance 33 %), because the
+scenes' checker and stripe textures carry the same straight edges and right-angled corners
+that tell a square from a triangle, at full colour contrast, while the shape itself was
+often a jittered background colour 24 levels away and 6 to 11 pixels in radius. Now the
+background's texture (and its pixel noise) is scaled to 30 % of its contrast around its
+mean colour, the shape's colour is at least 100 RGB levels from both background colours,
+and shapes are larger (equal-area radius 9.6 to 13.9 pixels). Measured with the same
+`seed_cnn` and schedule, 3 epochs: test accuracy 35 % (1.0.0), 42 % (colour contrast only),
+49 % (plus the softened texture), 67 % (plus the larger shapes).
+
 Features:
   image  (48, 48, 3) uint8
   label  ClassLabel: 0 circle, 1 square, 2 triangle
@@ -31,9 +42,15 @@ from vision_jax.data.registry import register_builtin
 IMAGE_SIZE = 48
 CLASS_NAMES = shapes_scenes.DEFAULT_CLASSES
 SPLIT_SIZES = {"train": 3_000, "test": 500}
-# Equal-area radius as a fraction of the side: large enough that 48x48 shows the corners,
-# small enough that the largest triangle (circumradius 1.56x) fits in the frame.
-SIZE_RANGE = (0.12, 0.22)
+# Equal-area radius as a fraction of the side: large enough that a 3x3-conv net's receptive
+# field sees a corner clearly, small enough that the largest triangle (circumradius 1.56x,
+# plus the margin) fits in the frame.
+SIZE_RANGE = (0.20, 0.29)
+# The background texture keeps this fraction of its contrast around its mean colour, so
+# its edges and corners stay weaker than the shape's.
+TEXTURE_CONTRAST = 0.3
+# Least RGB distance between the shape's colour and each background colour.
+MIN_SHAPE_CONTRAST = 100.0
 
 # Pixels kept free between the shape's box and the frame.
 _MARGIN = 2
@@ -46,9 +63,12 @@ def generate_example(split: str, index: int) -> dict:
     if split not in SPLIT_SIZES:
         raise ValueError(f"split={split!r} is not one of {tuple(SPLIT_SIZES)}")
     rng = np.random.default_rng([_DATASET_SEED, _SPLIT_SEEDS[split], index])
-    # The scenes module's own background and colour rules, but one shape placed so that it
-    # lies wholly in the frame (a shape cut by the border may lose what tells its class).
+    # The scenes module's own backgrounds, softened, and one contrasting shape placed so that
+    # it lies wholly in the frame (a shape cut by the border may lose what tells its class).
     image, palette = shapes_scenes._background(rng, IMAGE_SIZE)
+    mean = image.mean(axis=(0, 1))
+    image = mean + (image - mean) * TEXTURE_CONTRAST
+    palette = [mean + (colour - mean) * TEXTURE_CONTRAST for colour in palette]
     class_index = int(rng.integers(len(CLASS_NAMES)))
     kind = CLASS_NAMES[class_index]
     size = float(rng.uniform(*SIZE_RANGE) * IMAGE_SIZE)
@@ -57,23 +77,34 @@ def generate_example(split: str, index: int) -> dict:
     shape = shapes_scenes.Shape(kind=kind, label=class_index + 1, center_x=float(center_x),
                                 center_y=float(center_y), size=size,
                                 angle=float(rng.uniform(0.0, 2 * np.pi)),
-                                color=shapes_scenes._shape_color(rng, palette))
+                                color=_contrasting_color(rng, palette))
     mask = shape.pixel_mask(IMAGE_SIZE, IMAGE_SIZE)
     image[mask] = shape.color
     box = shapes_scenes.boxes_from_instances(mask.astype(np.int32), 1)
     return {
-        "image": np.round(image).astype(np.uint8),
+        "image": np.round(np.clip(image, 0.0, 255.0)).astype(np.uint8),
         "label": class_index,
         "bbox": normalized_yxyx(box, IMAGE_SIZE)[0],
     }
+
+
+def _contrasting_color(rng: np.random.Generator, palette: list) -> tuple[int, int, int]:
+    """A uniform random colour at least `MIN_SHAPE_CONTRAST` from every background colour
+    (rejection sampling; the last draw if none of 100 qualifies, which is very rare)."""
+    for _ in range(100):
+        color = rng.uniform(0.0, 255.0, size=3)
+        if all(np.linalg.norm(color - np.asarray(c)) >= MIN_SHAPE_CONTRAST for c in palette):
+            break
+    return tuple(int(c) for c in np.round(color))
 
 
 class ShapesClassification(tfds.core.GeneratorBasedBuilder):
     """Single-object procedural shapes: class label plus the object's exact box."""
 
     name = "vision_jax_shapes_classification"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "2.0.0": "Softer textures, contrasting and larger shapes."}
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
