@@ -64,6 +64,36 @@ def test_shapes_multilabel_label_sets_vary():
     assert 0.2 < np.mean([len(s) == 1 for s in sets]) < 0.8
 
 
+def test_shapes_multilabel_shapes_stand_out_from_the_softened_background():
+    """Version 2.0.0: every shape is large, mostly visible, and far in colour from the
+    background, whose texture is softened (its pixels cluster near their mean)."""
+    for index in range(30):
+        example = shapes_multilabel.generate_example("test", index)
+        scene, image = example["scene"], example["image"].astype(np.float64)
+        background = image[scene["instance_mask"] == 0]
+        mean = background.mean(axis=0)
+        for number, shape in enumerate(scene["shapes"], start=1):
+            low, high = shapes_multilabel.SIZE_RANGE
+            assert low * 64 <= shape.size <= high * 64
+            assert (scene["instance_mask"] == number).sum() >= shapes_multilabel.MIN_VISIBLE_PIXELS
+            # Softened palette colours lie within 30 % of full range of the mean, so a shape
+            # 100 levels from both is well away from the background's mean colour.
+            assert np.linalg.norm(np.asarray(shape.color) - mean) > 40
+        # Full-contrast textures spread up to 255 levels per channel; softened ones at most
+        # 30 % of it (plus rounding).
+        assert np.ptp(background, axis=0).max() <= 0.3 * 255 + 1
+
+
+def test_contrasting_color_keeps_its_distance():
+    from vision_jax.data.builtin import shapes_scenes
+
+    rng = np.random.default_rng(0)
+    palette = [np.array([10.0, 200.0, 30.0]), np.array([120.0, 120.0, 120.0])]
+    for _ in range(50):
+        color = np.asarray(shapes_scenes.contrasting_color(rng, palette, 100.0), np.float64)
+        assert min(np.linalg.norm(color - c) for c in palette) >= 99.5  # rounded to integers
+
+
 def test_multi_hot():
     np.testing.assert_array_equal(multi_hot([2, 0, 2], 4), [1, 0, 1, 0])
     np.testing.assert_array_equal(multi_hot([], 2), [0, 0])

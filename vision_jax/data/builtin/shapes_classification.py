@@ -67,9 +67,7 @@ def generate_example(split: str, index: int) -> dict:
     # The scenes module's own backgrounds, softened, and one contrasting shape placed so that
     # it lies wholly in the frame (a shape cut by the border may lose what tells its class).
     image, palette = shapes_scenes._background(rng, IMAGE_SIZE)
-    mean = image.mean(axis=(0, 1))
-    image = mean + (image - mean) * TEXTURE_CONTRAST
-    palette = [mean + (colour - mean) * TEXTURE_CONTRAST for colour in palette]
+    image, palette = shapes_scenes.soften_background(image, palette, TEXTURE_CONTRAST)
     class_index = int(rng.integers(len(CLASS_NAMES)))
     kind = CLASS_NAMES[class_index]
     size = float(rng.uniform(*SIZE_RANGE) * IMAGE_SIZE)
@@ -78,7 +76,8 @@ def generate_example(split: str, index: int) -> dict:
     shape = shapes_scenes.Shape(kind=kind, label=class_index + 1, center_x=float(center_x),
                                 center_y=float(center_y), size=size,
                                 angle=float(rng.uniform(0.0, 2 * np.pi)),
-                                color=_contrasting_color(rng, palette))
+                                color=shapes_scenes.contrasting_color(
+                                    rng, palette, MIN_SHAPE_CONTRAST))
     mask = shape.pixel_mask(IMAGE_SIZE, IMAGE_SIZE)
     image[mask] = shape.color
     box = shapes_scenes.boxes_from_instances(mask.astype(np.int32), 1)
@@ -87,16 +86,6 @@ def generate_example(split: str, index: int) -> dict:
         "label": class_index,
         "bbox": normalized_yxyx(box, IMAGE_SIZE)[0],
     }
-
-
-def _contrasting_color(rng: np.random.Generator, palette: list) -> tuple[int, int, int]:
-    """A uniform random colour at least `MIN_SHAPE_CONTRAST` from every background colour
-    (rejection sampling; the last draw if none of 100 qualifies, which is very rare)."""
-    for _ in range(100):
-        color = rng.uniform(0.0, 255.0, size=3)
-        if all(np.linalg.norm(color - np.asarray(c)) >= MIN_SHAPE_CONTRAST for c in palette):
-            break
-    return tuple(int(c) for c in np.round(color))
 
 
 class ShapesClassification(tfds.core.GeneratorBasedBuilder):

@@ -181,6 +181,34 @@ def _shape_color(rng: np.random.Generator, palette: list[np.ndarray]) -> tuple[i
     return tuple(int(c) for c in np.clip(np.round(color), 0, 255))
 
 
+def soften_background(
+    image: np.ndarray, palette: list[np.ndarray], contrast: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The background `image` and its `palette` scaled to `contrast` (a fraction) of their
+    contrast around the image's mean colour.
+
+    Checker and stripe textures carry the same straight edges and corners that tell shapes
+    apart; softened, they stay weaker than a contrasting shape's outline. The noise scales
+    with them.
+    """
+    mean = image.mean(axis=(0, 1))
+    image = mean + (image - mean) * contrast
+    palette = [mean + (colour - mean) * contrast for colour in palette]
+    return image, palette
+
+
+def contrasting_color(
+    rng: np.random.Generator, palette: list[np.ndarray], min_distance: float
+) -> tuple[int, int, int]:
+    """A uniform random colour at least `min_distance` RGB levels from every palette colour
+    (rejection sampling; the last draw if none of 100 qualifies, which is very rare)."""
+    for _ in range(100):
+        color = rng.uniform(0.0, 255.0, size=3)
+        if all(np.linalg.norm(color - np.asarray(c)) >= min_distance for c in palette):
+            break
+    return tuple(int(c) for c in np.round(color))
+
+
 def _instance_map(masks: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """(H, W) int32: 1 + index of the topmost (last) mask covering each pixel, 0 if none."""
     instances = np.zeros(shape, dtype=np.int32)
@@ -221,6 +249,7 @@ def _validate(
     border_width: int,
     min_visible_pixels: int,
     min_visible_fraction: float,
+    texture_contrast: float,
 ) -> None:
     if image_size < _MIN_IMAGE_SIZE:
         raise ValueError(f"image_size={image_size} is too small; use >= {_MIN_IMAGE_SIZE}")
@@ -244,6 +273,8 @@ def _validate(
         raise ValueError(f"min_visible_pixels={min_visible_pixels} must be >= 1")
     if not 0.0 <= min_visible_fraction <= 1.0:
         raise ValueError(f"min_visible_fraction={min_visible_fraction} must be in [0, 1]")
+    if not 0.0 < texture_contrast <= 1.0:
+        raise ValueError(f"texture_contrast={texture_contrast} must be in (0, 1]")
 
 
 def generate_scene(
@@ -258,6 +289,8 @@ def generate_scene(
     min_visible_fraction: float = 0.25,
     border_width: int = 1,
     max_attempts: int = 100,
+    texture_contrast: float = 1.0,
+    min_shape_contrast: float | None = None,
 ) -> dict:
     """Draws one scene of `min_objects..max_objects` shapes over a textured background.
 
@@ -274,6 +307,12 @@ def generate_scene(
         Removing a shape only uncovers others, so the survivors still pass.
       border_width: half-width in pixels of the trimap's border band (band is 2x wide).
       max_attempts: resamples when every shape was removed (rare: tiny in-frame parts).
+      texture_contrast: below 1, the background is softened (`soften_background`) so its
+        texture's edges stay weaker than the shapes'; 1 leaves it as drawn.
+      min_shape_contrast: when set, each shape's colour is `contrasting_color` at least this
+        far from both background colours instead of the default (half the time a jittered
+        background colour). The defaults of both draw the scenes detection and segmentation
+        were measured on.
 
     Returns a dict of NumPy arrays (N = number of surviving shapes, in draw order):
       image (H, W, 3) uint8;
@@ -296,10 +335,13 @@ def generate_scene(
         border_width,
         min_visible_pixels,
         min_visible_fraction,
+        texture_contrast,
     )
     grid = (image_size, image_size)
     for _ in range(max_attempts):
         background, palette = _background(rng, image_size)
+        if texture_contrast != 1.0:
+            background, palette = soften_background(background, palette, texture_contrast)
         count = int(rng.integers(min_objects, max_objects + 1))
         shapes = []
         for _ in range(count):
@@ -312,7 +354,8 @@ def generate_scene(
                     center_y=float(rng.uniform(0.0, image_size)),
                     size=float(rng.uniform(*size_range) * image_size),
                     angle=float(rng.uniform(0.0, 2 * np.pi)),
-                    color=_shape_color(rng, palette),
+                    color=(_shape_color(rng, palette) if min_shape_contrast is None
+                           else contrasting_color(rng, palette, min_shape_contrast)),
                 )
             )
         masks = [shape.pixel_mask(*grid) for shape in shapes]
