@@ -61,7 +61,10 @@ def _json_line(text: str, prefix: str = "") -> dict:
 
 
 def _confusion(workdir, split: str) -> np.ndarray:
-    return np.loadtxt(workdir / f"{split}_confusion_matrix.csv", delimiter=",", dtype=np.int64)
+    from vision_jax.evaluate import file_prefix  # slice splits get bracket-free file names
+
+    return np.loadtxt(workdir / f"{file_prefix(split)}_confusion_matrix.csv", delimiter=",",
+                      dtype=np.int64)
 
 
 @pytest.mark.parametrize("model", [

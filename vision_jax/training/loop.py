@@ -35,7 +35,6 @@ from vision_jax.training import optimizer as optimizer_lib
 from vision_jax.training import validate
 from vision_jax.training.checkpoint import Checkpointer
 from vision_jax.training.config_guard import check_workdir
-from vision_jax.training.defaults import default_config
 from vision_jax.training.evaluators import Evaluator, build_evaluators
 from vision_jax.training.logging import MetricWriter, Progress
 from vision_jax.training.run_config import RunConfig, ShardingSection
@@ -384,19 +383,5 @@ def load_workdir_config(workdir: paths.PathLike) -> ml_collections.ConfigDict:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: --workdir must be a directory a training "
                                 "run wrote")
-    return ml_collections.ConfigDict(_with_defaults(default_config().to_dict(),
-                                                    json.loads(path.read_text())))
-
-
-def _with_defaults(defaults: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """`stored` over `defaults`: a workdir written before a field existed (config.init_from,
-    config.multilabel, ...) still evaluates, predicts and resumes, with that field's default.
-    Free-form groups (config.model) keep only what the run stored."""
-    merged = dict(defaults)
-    for key, value in stored.items():
-        if isinstance(value, dict) and isinstance(defaults.get(key), dict) and key != "model":
-            merged[key] = _with_defaults(defaults[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
 
