@@ -7,6 +7,7 @@ vision_jax is), so the tests, and the subprocesses they start (scripts under tes
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
+# Most of the suite's time is XLA compiling the same few smoke models again in every
+# subprocess run (the same train and eval steps, over and over). JAX's persistent compilation
+# cache, shared by the pytest workers and every process they start, compiles each once. The
+# cache key is the program and the compiler's version and options, so a hit is the executable
+# a fresh compile would give; set JAX_COMPILATION_CACHE_DIR to choose another place.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "vision_jax_tests_xla_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,9 @@ LINKED = ("configs", "docs", "launch", "benchmarks")
 # Documents read after another one, in its scratch directory (they use the workdirs it makes).
 READ_AFTER = {"docs/outputs.md": "README.md"}
 # Documents whose commands are several trainings (minutes on 2 cores): run before a stop, not
-# in CI's 20-minute budget. Their commands are the same CLI paths README's commands cover.
-SLOW = {"docs/explain.md", "docs/weights.md"}
+# in CI's 20-minute budget. Their commands go through CLI paths that other tests cover in CI
+# (the README's: tests/test_train_e2e.py, test_predict_evaluate.py, test_launch_local.py).
+SLOW = {"README.md", "docs/explain.md", "docs/weights.md"}
 
 
 def _name(document: Path) -> str:

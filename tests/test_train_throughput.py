@@ -19,6 +19,7 @@ from vision_jax.summary import summarize
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a benchmark run (every kernel choice timed): a minute on 2 cores
 def test_quick_run_times_every_choice_and_skips_the_unusable(tmp_path, digits_data_dir):
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.train_throughput",
