@@ -63,6 +63,9 @@ class DataSection(_ConfigLike):
     seed: int = option(0, "seeds the shuffle and the augmentations", check=non_negative)
     num_data_workers: int = option(0, "0 = threads in the training process; N = N worker "
                                       "processes", check=non_negative)
+    host_cache_gib: float = option(2.0, "a split whose prepared examples fit in this many GiB "
+                                        "is decoded once and held in host memory; 0 = never",
+                                   check=non_negative)
     normalize: NormalizeSection = option(NormalizeSection(), "(x - mean) / std per channel")
 
 
@@ -93,6 +96,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     config.eval_batch_size = 256
     config.seed = 0
     config.num_data_workers = 0
+    config.host_cache_gib = 2.0
     config.normalize = ml_collections.ConfigDict()
     config.normalize.mean = (0.0,)
     config.normalize.std = (1.0,)

@@ -1,11 +1,13 @@
 """Per-process Grain input pipelines for training (infinite, resumable) and evaluation (padded).
 
 Training: one global stream, the same whatever the process count. Position i of
-the stream is example ``shuffle_e(i mod N)`` of epoch ``e = i // N``; Grain folds
-the epoch number into ``data.seed``, so every epoch is shuffled differently and
-reproducibly. The host only reads, decodes, resizes and batches (uint8 images); each row
-carries its position i as ``index``, from which the train step keys the example's
-augmentation and dropout on device (`vision_jax.augment`).
+the stream is example ``order_e[i mod N]`` of epoch ``e = i // N``, ``order_e`` a
+permutation drawn from ``(data.seed, e)`` (`epoch_order`), so every epoch is shuffled
+differently and reproducibly. The host only reads, decodes, resizes and batches (uint8
+images); each row carries its position i as ``index``, from which the train step keys the
+example's augmentation and dropout on device (`vision_jax.augment`). A small split is
+prepared once and held in memory (`host_cache`); its batches are gathered whole, the same
+rows the per-example path would build.
 Process p takes positions [k*B + p*b, k*B + (p+1)*b) as its batch k (b = B / P), so
 global batch k is always positions [k*B, (k+1)*B) in the same row order whatever P is,
 and over one epoch the processes see every example exactly once between them.
@@ -22,7 +24,9 @@ Every function takes the run's `DataSection` (built and checked once from the co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,7 +34,7 @@ import grain
 import numpy as np
 from absl import flags
 
-from vision_jax.data import transforms
+from vision_jax.data import host_cache, transforms
 from vision_jax.data.config import DataSection, per_process_batch_size
 from vision_jax.data.scan import scan_dataset
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
@@ -102,6 +106,8 @@ class HostExample:
     augmentation and dropout on device (int32 wraps after 2**31 examples, which only repeats
     keys); an eval row gets ``mask``, 1 for the first `eval_size` positions (real examples)
     and 0 for padding. One Grain map per example, picklable for worker processes.
+    With ``prepared`` the records already went through `prepare` (the host cache holds
+    them so), and are only tagged.
     """
 
     select: Callable[[dict[str, Any]], dict[str, Any]]
@@ -109,10 +115,15 @@ class HostExample:
     channels: int = 0
     max_boxes: int = 0
     eval_size: int | None = None
+    prepared: bool = False
+
+    def prepare(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The deterministic part: the task's keys at the model's input size, uint8."""
+        return transforms.prepare(self.select(record), self.size, self.channels,
+                                  self.max_boxes)
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
-        example = transforms.prepare(self.select(record), self.size, self.channels,
-                                     self.max_boxes)
+        example = dict(record) if self.prepared else self.prepare(record)
         if self.eval_size is None:
             example["index"] = np.int32(index % 2**31)
         else:
@@ -126,11 +137,84 @@ def host_example(data: DataSection, spec: ExampleSpec,
                        eval_size)
 
 
+def _cached(source: DataSource, data: DataSection, example: HostExample, what: str
+            ) -> tuple[DataSource, HostExample]:
+    """The source held prepared in memory when it is small (`host_cache`), with the host
+    map that only tags its records; otherwise both unchanged."""
+    source = host_cache.maybe_cache(source, example.prepare, data.host_cache_gib, what)
+    if isinstance(source, host_cache.PreparedArrays):
+        example = dataclasses.replace(example, prepared=True)
+    return source, example
+
+
 def _read_options() -> grain.ReadOptions:
     # Both pipelines batch before reading, so the elements prefetched are whole batches: a
     # few in flight per thread is enough read-ahead (Grain's default, 500, would hold
     # hundreds of batches in memory).
     return grain.ReadOptions(num_threads=8, prefetch_buffer_size=16)
+
+
+@functools.lru_cache(maxsize=8)  # prefetch threads straddle at most two epochs
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the examples in `epoch` of the training stream: a permutation drawn
+    from (seed, epoch), one vectorised draw per epoch (Grain's per-index shuffle costs tens
+    of microseconds an example in Python, more than reading a cached example)."""
+    order = np.random.default_rng((seed, epoch)).permutation(num_examples)
+    order.flags.writeable = False
+    return order
+
+
+def stream_rows(positions: np.ndarray, num_examples: int, seed: int) -> np.ndarray:
+    """The example index at each stream position (positions may straddle epochs)."""
+    epochs, offsets = np.divmod(positions, num_examples)
+    rows = np.empty(len(positions), np.int64)
+    for epoch in np.unique(epochs):
+        here = epochs == epoch
+        rows[here] = epoch_order(num_examples, seed, int(epoch))[offsets[here]]
+    return rows
+
+
+class ShuffledStream:
+    """The infinite training stream over `source`, one example per position (picklable,
+    for Grain's worker processes)."""
+
+    def __init__(self, source: DataSource, seed: int):
+        self._source = source
+        self._seed = seed
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        row = stream_rows(np.asarray([position]), len(self._source), self._seed)[0]
+        return self._source[int(row)]
+
+
+class GatheredBatches:
+    """Process p's training batches from examples held in memory, each gathered with one
+    index per array instead of one Grain map per example (that path costs tens of
+    microseconds of host CPU an image; this a few). Batch k holds the same rows as the
+    per-example path's batch k: stream positions [k*B + p*b, k*B + (p+1)*b). Element k of
+    an infinite source, so the iterator state (the next k) is the per-example path's.
+    """
+
+    def __init__(self, examples: host_cache.PreparedArrays, seed: int, batch_size: int,
+                 process_index: int, process_count: int):
+        self._examples = examples
+        self._seed = seed
+        self._batch_size = batch_size
+        self._first_row = process_index * batch_size
+        self._global_batch = batch_size * process_count
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __getitem__(self, k: int) -> dict[str, np.ndarray]:
+        positions = k * self._global_batch + self._first_row + np.arange(self._batch_size)
+        rows = stream_rows(positions, len(self._examples), self._seed)
+        batch = {key: value[rows] for key, value in self._examples.arrays.items()}
+        batch["index"] = (positions % 2**31).astype(np.int32)
+        return batch
 
 
 def make_train_iterator(
@@ -158,17 +242,22 @@ def make_train_iterator(
     if len(source) == 0:
         raise ValueError(f"config.train_split={data.train_split!r} is empty")
 
-    dataset = grain.MapDataset.source(source).shuffle(seed=data.seed).repeat(None)
-    spec = spec or CLASSIFICATION
-    dataset = dataset.map_with_index(host_example(data, spec))
-    # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
-    # the global array -- so the global batch is row for row the one a single process builds,
-    # and the per-row randomness of the step (augmentation, dropout), keyed by each row's
-    # stream index, does not depend on the process count.
-    dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
-    dataset = dataset[process_index::process_count]
+    source, example = _cached(source, data, host_example(data, spec or CLASSIFICATION),
+                              f"config.train_split={data.train_split!r}")
+    if example.prepared:  # the same batches, gathered a whole batch at a time
+        dataset = grain.MapDataset.source(GatheredBatches(
+            source, data.seed, batch_size, process_index, process_count))
+    else:
+        dataset = grain.MapDataset.source(ShuffledStream(source, data.seed))
+        dataset = dataset.map_with_index(example)
+        # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices
+        # hold in the global array -- so the global batch is row for row the one a single
+        # process builds, and the per-row randomness of the step (augmentation, dropout),
+        # keyed by each row's stream index, does not depend on the process count.
+        dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
+        dataset = dataset[process_index::process_count]
     iter_dataset = dataset.to_iter_dataset(_read_options())
-    if data.num_data_workers > 0:
+    if data.num_data_workers > 0 and not example.prepared:
         if not flags.FLAGS.is_parsed():
             # Grain's worker pool reads absl flags; outside an absl app (tests,
             # notebooks) nothing parsed them, so take their defaults.
@@ -222,10 +311,12 @@ def make_eval_iterator(
     num_batches = math.ceil(num_examples / global_batch)
     padded_size = num_batches * global_batch
 
-    spec = spec or CLASSIFICATION
+    source, example = _cached(source, data,
+                              host_example(data, spec or CLASSIFICATION, num_examples),
+                              f"eval split {split!r}")
     copies = math.ceil(padded_size / num_examples)
     dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
-    dataset = dataset[:padded_size].map_with_index(host_example(data, spec, num_examples))
+    dataset = dataset[:padded_size].map_with_index(example)
     dataset = dataset[process_index::process_count]
     dataset = dataset.batch(batch_size, drop_remainder=True, batch_fn=transforms.stack)
     return EvalBatches(dataset, num_batches, num_examples)

@@ -7,7 +7,8 @@ config is compared with the workdir's `config.json` before anything is written:
 
 - changes that leave the trained model's definition alone continue: the length
   (`num_epochs`, `num_steps`), logging, evaluation and checkpoint cadence, the progress
-  bar, and where the run executes (`mesh`, `sharding`, `num_data_workers`: a checkpoint
+  bar, and where the run executes (`mesh`, `sharding`, `num_data_workers`, `host_cache_gib`:
+  a checkpoint
   reshards onto any mesh);
 - anything else is one `ConfigError` line listing the changed fields, unless
   ``--config.allow_config_change=True``; a change allowed that way is appended to the
@@ -32,7 +33,7 @@ ALLOW_FIELD = "allow_config_change"
 # Fields (and groups, by prefix) that may change between the runs of one workdir.
 CONTINUING = ("num_epochs", "num_steps", "log_every_steps", "eval_every_steps",
               "checkpoint_every_steps", "keep_checkpoints", "progress_bar", "eval_batch_size",
-              "num_data_workers", "mesh.", "sharding.", ALLOW_FIELD)
+              "num_data_workers", "host_cache_gib", "mesh.", "sharding.", ALLOW_FIELD)
 _SHOWN = 4  # changed fields spelled out in the error; the rest are counted
 
 
