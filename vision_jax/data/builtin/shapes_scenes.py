@@ -40,6 +40,8 @@ TRIMAP_BORDER = 3
 
 _STAR_INNER_RATIO = 0.45
 _MIN_IMAGE_SIZE = 16
+# Centres tried for a shape kept apart from the others before it is left out.
+_PLACEMENT_ATTEMPTS = 20
 
 
 def _unit_polygon(kind: str) -> np.ndarray:
@@ -277,6 +279,28 @@ def _validate(
         raise ValueError(f"texture_contrast={texture_contrast} must be in (0, 1]")
 
 
+def _place_apart(rng: np.random.Generator, shape: Shape, taken: np.ndarray,
+                 apart: int) -> Shape | None:
+    """`shape` moved to a centre where its circumscribed circle lies in the frame and its
+    pixels are clear of `taken` (then marked there, grown by `apart`), or None."""
+    size = taken.shape[0]
+    reach = shape.size * _CIRCUMRADIUS_PER_SIZE.get(shape.kind, 1.0)
+    if 2 * reach > size:
+        return None
+    for _ in range(_PLACEMENT_ATTEMPTS):
+        center_x, center_y = rng.uniform(reach, size - reach, size=2)
+        moved = dataclasses.replace(shape, center_x=float(center_x), center_y=float(center_y))
+        mask = moved.pixel_mask(size, size)
+        if not (mask & taken).any():
+            # Grown by `apart` (Chebyshev): a later shape's pixels stay that far away.
+            padded = np.pad(mask, apart)
+            for dy in range(2 * apart + 1):
+                for dx in range(2 * apart + 1):
+                    taken |= padded[dy:dy + size, dx:dx + size]
+            return moved
+    return None
+
+
 def generate_scene(
     rng: np.random.Generator,
     image_size: int = 64,
@@ -291,6 +315,7 @@ def generate_scene(
     max_attempts: int = 100,
     texture_contrast: float = 1.0,
     min_shape_contrast: float | None = None,
+    apart: int | None = None,
 ) -> dict:
     """Draws one scene of `min_objects..max_objects` shapes over a textured background.
 
@@ -344,23 +369,27 @@ def generate_scene(
             background, palette = soften_background(background, palette, texture_contrast)
         count = int(rng.integers(min_objects, max_objects + 1))
         shapes = []
+        taken = np.zeros(grid, dtype=bool)  # pixels within `apart` of a placed shape
         for _ in range(count):
             class_index = int(rng.integers(len(classes)))
-            shapes.append(
-                Shape(
-                    kind=classes[class_index],
-                    label=class_index + 1,
-                    center_x=float(rng.uniform(0.0, image_size)),
-                    center_y=float(rng.uniform(0.0, image_size)),
-                    size=float(rng.uniform(*size_range) * image_size),
-                    angle=float(rng.uniform(0.0, 2 * np.pi)),
-                    color=(_shape_color(rng, palette) if min_shape_contrast is None
-                           else contrasting_color(rng, palette, min_shape_contrast)),
-                )
+            shape = Shape(
+                kind=classes[class_index],
+                label=class_index + 1,
+                center_x=float(rng.uniform(0.0, image_size)),
+                center_y=float(rng.uniform(0.0, image_size)),
+                size=float(rng.uniform(*size_range) * image_size),
+                angle=float(rng.uniform(0.0, 2 * np.pi)),
+                color=(_shape_color(rng, palette) if min_shape_contrast is None
+                       else contrasting_color(rng, palette, min_shape_contrast)),
             )
+            if apart is not None:
+                shape = _place_apart(rng, shape, taken, apart)
+                if shape is None:
+                    continue
+            shapes.append(shape)
         masks = [shape.pixel_mask(*grid) for shape in shapes]
         instances = _instance_map(masks, grid)
-        visible = np.bincount(instances.ravel(), minlength=count + 1)[1:]
+        visible = np.bincount(instances.ravel(), minlength=len(shapes) + 1)[1:]
         in_frame = np.array([mask.sum() for mask in masks])
         keep = (visible >= min_visible_pixels) & (visible >= min_visible_fraction * in_frame)
         if keep.any():
