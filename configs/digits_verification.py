@@ -46,9 +46,18 @@ def get_config(arg: str | None = None):
     config.normalize.mean = (0.13,)
     config.normalize.std = (0.31,)
     config.verification.loss = "triplet"
+    # A wider margin keeps more triplets active longer (at 0.2 the loss is ~0 within 10 epochs).
+    config.verification.margin = 0.5
+    # Small shifts, rotations and zooms: the unseen digits differ from the seen ones in
+    # stroke shape, and invariance to pose is what carries over to them.
+    config.augment.crop_padding = 3
+    config.augment.rotate_degrees = 15.0
+    config.augment.scale = (0.9, 1.1)
     config.batch_size = 128
     config.eval_batch_size = 100
-    config.num_epochs = 20.0
+    # Short: on the validation classes the held-out AUC peaks early, then the embedding
+    # over-fits the training identities.
+    config.num_epochs = 10.0
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-3
     config.schedule.name = "warmup_cosine"
