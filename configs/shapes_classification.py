@@ -18,7 +18,7 @@ object's box on 83.4 % of the 500 test images. `resnet18` 50.6 % after its 4 epo
 
 from vision_jax.training.defaults import default_config
 
-_MODELS = ("seed_cnn", "resnet18")
+_MODELS = ("seed_cnn", "resnet18", "resnet18_imagenet")
 
 
 def get_config(arg: str | None = None):
@@ -28,10 +28,17 @@ def get_config(arg: str | None = None):
         raise ValueError(f"configs/shapes_classification.py: unknown argument {unknown[0]!r}; "
                          f"use one of {', '.join(_MODELS)} and/or 'smoke'")
     config = default_config()
-    config.model_name = next((part for part in parts if part in _MODELS), "seed_cnn")
-    if config.model_name == "resnet18":
+    variant = next((part for part in parts if part in _MODELS), "seed_cnn")
+    config.model_name = "seed_cnn" if variant == "seed_cnn" else "resnet18"
+    if variant == "resnet18":
         config.model.stem = "cifar"
         config.model.width = 8
+    elif variant == "resnet18_imagenet":
+        # 7x7/2 stem and max-pool: stages at 12, 6, 3 and 2 cells, so width 32 costs what
+        # the CIFAR stem's width 8 does, and learns this task far faster (see above).
+        config.model.stem = "imagenet"
+        config.model.width = 32
+        config.model.zero_init_last_bn = True
     config.dataset = "builtin:shapes_classification"
     config.num_classes = 3
     config.image_size = 48
@@ -41,7 +48,7 @@ def get_config(arg: str | None = None):
     config.augment.flip = True
     config.batch_size = 32
     config.eval_batch_size = 250
-    config.num_epochs = 6.0 if config.model_name == "seed_cnn" else 4.0
+    config.num_epochs = {"seed_cnn": 6.0, "resnet18": 4.0, "resnet18_imagenet": 8.0}[variant]
     config.checkpoint_every_steps = 93  # an epoch, so an interrupted run can still be read
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-3
