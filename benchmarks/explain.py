@@ -11,8 +11,9 @@ compile time, which a one-off command pays. Writes benchmarks/results/explain_<b
 and .md.
 
 ``localise``: the fraction of the test split of ``builtin:shapes_classification`` whose
-Grad-CAM peak (the centre of the map's argmax cell, placed on the image by the layer's
-stride: `gradcam.explain_gradcam`'s ``peaks``) falls inside the object's box, for a run
+Grad-CAM peak (the centre of the map's argmax cell, placed on the image at the centre of
+that cell's receptive field: `gradcam.explain_gradcam`'s ``peaks``) falls inside the
+object's box, for a run
 trained on it, and the run's accuracy on the same images. ``peak_in_box_rate_stretched``
 is the argmax pixel of the same maps spread over the whole image instead (``H / h`` pixels
 per cell), which misplaces a VALID-padded layer's cells.

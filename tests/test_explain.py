@@ -112,6 +112,46 @@ def test_gradcam_maps_cells_onto_the_pixels_they_see():
     assert layers.layer_stride(resnet, resnet_vars, "stage4_block2", (1, 32, 32, 3)) == (8, 8)
 
 
+def _field_centre(model, variables, layer, shape, cell):
+    """The centre (continuous pixels) of ``cell``'s receptive field: its input gradient's
+    support on random images."""
+    images = jax.random.normal(jax.random.key(3), (4, *shape))
+    grad = jax.grad(lambda x: layers.layer_output(model, variables, x, layer)[
+        :, cell[0], cell[1]].sum())(images)
+    seen = np.abs(np.asarray(grad)).sum(axis=(0, 3)) > 0
+    rows, cols = np.nonzero(seen.any(axis=1))[0], np.nonzero(seen.any(axis=0))[0]
+    return np.array([(rows.min() + rows.max() + 1) / 2, (cols.min() + cols.max() + 1) / 2])
+
+
+def test_a_single_hot_cell_peaks_at_the_centre_of_what_it_sees():
+    # seed_cnn: VALID convs and floor-rounding pools; conv3 cell k sees pixels [4k, 4k + 18).
+    model = models.create("seed_cnn", num_classes=3)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False)
+    shape = (1, 48, 48, 3)
+    stride = layers.layer_stride(model, variables, "conv3", shape)
+    origin = layers.layer_origin(model, variables, "conv3", shape, stride)
+    assert stride == (4.0, 4.0) and origin == (9.0, 9.0)
+    one_hot = jnp.zeros((1, 8, 8)).at[0, 2, 5].set(1.0)
+    centre = _field_centre(model, variables, "conv3", (48, 48, 3), (2, 5))
+    np.testing.assert_allclose(centre, [17.0, 29.0])
+    np.testing.assert_allclose(gradcam.peak_points(one_hot, stride, (48, 48), origin)[0],
+                               centre / 48)
+    heatmap = np.asarray(gradcam.upsample(one_hot, (48, 48), stride, origin))[0]
+    assert np.unravel_index(int(np.argmax(heatmap)), (48, 48)) == (16, 28)  # pixel [16, 17)
+    # ResNet-18 (CIFAR stem, symmetric padding): stage4 cell k is centred on pixel 8k, 3.5
+    # pixels up-left of a grid centred on the 48-pixel image; a cell's field is wider than
+    # the image, so it is measured on a larger input.
+    resnet, resnet_vars, _ = _init("resnet18")
+    shape = (1, 48, 48, 3)
+    stride = layers.layer_stride(resnet, resnet_vars, "stage4_block2", shape)
+    assert stride == (8.0, 8.0)
+    assert layers.layer_origin(resnet, resnet_vars, "stage4_block2", shape, stride) == \
+        (0.5, 0.5)
+    corner = jnp.zeros((1, 6, 6)).at[0, 0, 5].set(1.0)
+    np.testing.assert_allclose(gradcam.peak_points(corner, stride, (48, 48), (0.5, 0.5))[0],
+                               [0.5 / 48, 40.5 / 48])
+
+
 def test_peak_in_box():
     maps = np.zeros((2, 10, 10))
     maps[0, 2, 3] = 1.0  # pixel centre (0.25, 0.35)

@@ -47,30 +47,40 @@ def grad_cam_fn(model: nn.Module, layer: str, relu: bool = True) -> Callable:
 
 
 def upsample(cams: jax.Array, size: tuple[int, int],
-             stride: tuple[float, float] | None = None) -> jax.Array:
+             stride: tuple[float, float] | None = None,
+             origin: tuple[float, float] | None = None) -> jax.Array:
     """(N, h, w) maps -> (N, H, W), bilinear, each map scaled to [0, 1] (0 where constant).
 
-    ``stride`` (input pixels per cell, `layers.layer_stride`) places the cells where the layer
-    sees them: a grid of that pitch centred on the image, the outermost cells' values held
-    out to the border. Without it the cells are spread over the whole image (``H / h``
-    apart), which is the same thing for SAME-padded layers but stretches a VALID-padded map
-    (``seed_cnn``'s conv3 would put its corner cells 6 pixels too far out).
+    ``stride`` (input pixels per cell, `layers.layer_stride`) and ``origin`` (the centre of
+    cell (0, 0) in pixels, `layers.layer_origin`) place the cells where the layer sees them,
+    the outermost cells' values held out to the border; without ``origin`` the grid is
+    centred on the image. Without ``stride`` the cells are spread over the whole image
+    (``H / h`` apart), which stretches a VALID-padded map (``seed_cnn``'s conv3 would put its
+    corner cells 6 pixels too far out).
     """
     height, width = cams.shape[1:]
     if stride is None:
         stride = (size[0] / height, size[1] / width)
-    rows = _interpolation_matrix(height, size[0], stride[0])
-    cols = _interpolation_matrix(width, size[1], stride[1])
+    origin = origin or _centred_origin((height, width), size, stride)
+    rows = _interpolation_matrix(height, size[0], stride[0], origin[0])
+    cols = _interpolation_matrix(width, size[1], stride[1], origin[1])
     resized = jnp.einsum("yh,nhw,xw->nyx", rows, cams.astype(jnp.float32), cols)
     low = resized.min(axis=(1, 2), keepdims=True)
     span = resized.max(axis=(1, 2), keepdims=True) - low
     return jnp.where(span > 0, (resized - low) / jnp.where(span > 0, span, 1.0), 0.0)
 
 
-def _interpolation_matrix(cells: int, pixels: int, stride: float) -> np.ndarray:
-    """(pixels, cells) linear-interpolation weights: cell k centred at
-    ``pixels / 2 + stride * (k - (cells - 1) / 2)``, pixel p at ``p + 0.5``."""
-    position = (np.arange(pixels) + 0.5 - pixels / 2) / stride + (cells - 1) / 2
+def _centred_origin(cells: tuple[int, int], size: tuple[int, int],
+                    stride: tuple[float, float]) -> tuple[float, float]:
+    return tuple(pixels / 2 - step * (count - 1) / 2
+                 for count, pixels, step in zip(cells, size, stride, strict=True))
+
+
+def _interpolation_matrix(cells: int, pixels: int, stride: float,
+                          origin: float) -> np.ndarray:
+    """(pixels, cells) linear-interpolation weights: cell k centred at ``origin + stride * k``,
+    pixel p at ``p + 0.5``."""
+    position = (np.arange(pixels) + 0.5 - origin) / stride
     position = np.clip(position, 0.0, cells - 1)
     low = np.minimum(np.floor(position).astype(int), max(cells - 2, 0))
     frac = position - low
@@ -81,19 +91,22 @@ def _interpolation_matrix(cells: int, pixels: int, stride: float) -> np.ndarray:
     return weights
 
 
-def peak_points(cams: jax.Array, stride: tuple[float, float],
-                size: tuple[int, int]) -> jax.Array:
+def peak_points(cams: jax.Array, stride: tuple[float, float], size: tuple[int, int],
+                origin: tuple[float, float] | None = None) -> jax.Array:
     """(N, 2) normalised [y, x] of each (h, w) map's argmax cell's centre on the (H, W) image.
 
-    The argmax of the map itself, not of its upsampled picture: upsampling holds the outer
-    cells' values out to the border, so a peak on an outer cell would otherwise land on
-    the image's edge rather than where that cell looks.
+    Cell (i, j) is centred at ``origin + stride * (i, j)`` pixels (`layers.layer_origin`;
+    without ``origin``, a grid centred on the image). This is the argmax of the map
+    upsampled bilinearly as in Grad-CAM's paper (a piecewise-linear surface peaks on a
+    node), without the border: upsampling holds the outer cells' values out to the edges,
+    so an outer cell's peak would otherwise be a plateau whose first pixel is on the edge.
     """
     count, height, width = cams.shape
+    origin = origin or _centred_origin((height, width), size, stride)
     flat = jnp.argmax(cams.reshape(count, -1), axis=1)
     row, col = flat // width, flat % width
-    y = size[0] / 2 + stride[0] * (row - (height - 1) / 2)
-    x = size[1] / 2 + stride[1] * (col - (width - 1) / 2)
+    y = origin[0] + stride[0] * row
+    x = origin[1] + stride[1] * col
     return jnp.stack([y / size[0], x / size[1]], axis=1)
 
 
@@ -130,6 +143,7 @@ def explain_gradcam(model: nn.Module, variables, images, layer: str | None = Non
         jnp.asarray(classes, jnp.int32)
     cams, logits, chosen = grad_cam_fn(model, layer)(variables, images, wanted)
     stride = layers.layer_stride(model, variables, layer, images.shape)
-    return {"heatmaps": upsample(cams, images.shape[1:3], stride),
-            "peaks": peak_points(cams, stride, images.shape[1:3]), "classes": chosen,
+    origin = layers.layer_origin(model, variables, layer, images.shape, stride)
+    return {"heatmaps": upsample(cams, images.shape[1:3], stride, origin),
+            "peaks": peak_points(cams, stride, images.shape[1:3], origin), "classes": chosen,
             "logits": logits, "layer": layer}

@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Variables = Any
 
@@ -101,19 +102,88 @@ def layer_stride(model: nn.Module, variables: Variables, layer: str,
                  image_shape: tuple[int, ...]) -> tuple[float, float]:
     """Input pixels per cell of ``layer``'s map along (y, x), for (N, H, W, C) inputs.
 
-    Read from the layer's output size at the input size and at twice it (``jax.eval_shape``,
-    nothing computed): VALID convolutions shrink a map by a constant, so ``H / h`` overstates
-    the stride (``seed_cnn``'s conv3 is 8x8 on 48x48 inputs, but its cells are 4 pixels
-    apart). A layer whose size does not grow with the input (a global pool) gets ``H / h``.
+    Read from the layer's output sizes at 8 and 16 times the input size (``jax.eval_shape``,
+    nothing computed), rounded to a whole number of pixels: VALID convolutions shrink a map
+    by a constant, so ``H / h`` overstates the stride (``seed_cnn``'s conv3 is 8x8 on 48x48
+    inputs, but its cells are 4 pixels apart), and padded stride-2 layers round up (a
+    ResNet's stride-32 stage is 2x2 on 48x48 and 3x3 on 96x96). A layer whose size does not
+    grow with the input (a global pool) gets ``H / h``.
     """
     batch, height, width, channels = image_shape
     sizes = [jax.eval_shape(lambda x: layer_output(model, variables, x, layer),
                             jax.ShapeDtypeStruct((1, scale * height, scale * width, channels),
                                                  jnp.float32)).shape[1:3]
-             for scale in (1, 2)]
-    (h1, w1), (h2, w2) = sizes
-    return (height / (h2 - h1) if h2 > h1 else height / h1,
-            width / (w2 - w1) if w2 > w1 else width / w1)
+             for scale in (8, 16)]
+    strides = []
+    for pixels, small, large in zip((height, width), sizes[0], sizes[1], strict=True):
+        if large <= small:
+            strides.append(pixels / small)
+            continue
+        estimate = 8 * pixels / (large - small)
+        strides.append(float(round(estimate)) if abs(estimate - round(estimate)) < 0.25
+                       else estimate)
+    return strides[0], strides[1]
+
+
+def layer_origin(model: nn.Module, variables: Variables, layer: str,
+                 image_shape: tuple[int, ...],
+                 stride: tuple[float, float] | None = None) -> tuple[float, float]:
+    """Where ``layer``'s cell (0, 0) looks, in input pixels (y, x; pixel p spans [p, p + 1)).
+
+    Cell (i, j) is centred at ``origin + stride * (i, j)``, the centre of its receptive field.
+    The sizes alone cannot say where the grid sits: floor-rounding pools drop the last rows
+    (``seed_cnn``'s conv3 cells are centred at ``4k + 9``, a pixel up-left of a grid centred
+    on the image), and a stride-2 conv with symmetric padding centres cell k on pixel 2k (a
+    ResNet's stride-8 stage sits 3.5 pixels up-left of a centred grid). So it is measured:
+    the receptive field of a middle cell is the support of its input gradient on a few
+    random inputs, on an input grown at the bottom and right by a multiple of the stride
+    (which moves no cell: VALID, symmetric and SAME padding all anchor the grid at the
+    top-left) until the field is cut by no border. A layer whose size does not grow with
+    the input (a global pool) gets a grid centred on the image. Cached per model and layer.
+    """
+    if stride is None:
+        stride = layer_stride(model, variables, layer, image_shape)
+    key = (model, layer, tuple(image_shape[1:]), tuple(stride))
+    if key not in _ORIGINS:
+        _ORIGINS[key] = _measure_origin(model, variables, layer, image_shape, stride)
+    return _ORIGINS[key]
+
+
+_ORIGINS: dict = {}
+
+
+def _measure_origin(model, variables, layer, image_shape, stride) -> tuple[float, float]:
+    _, height, width, channels = image_shape
+    centred = tuple(size / 2 - step * (size / step - 1) / 2
+                    for size, step in ((height, stride[0]), (width, stride[1])))
+    if any(step != int(step) for step in stride):  # not a grid that grows with the input
+        return centred
+    origin = list(centred)
+    grow = max(height, width)
+    for _ in range(4):  # inputs up to 16x larger, for fields wider than the image
+        extra = [int(np.ceil(grow / step) * step) for step in stride]
+        size = (height + extra[0], width + extra[1])
+        shape = (2, *size, channels)
+        cells = jax.eval_shape(lambda x: layer_output(model, variables, x, layer),
+                               jax.ShapeDtypeStruct(shape, jnp.float32)).shape[1:3]
+        middle = (cells[0] // 2, cells[1] // 2)
+        images = jax.random.normal(jax.random.key(0), shape, jnp.float32)
+        # Not jitted: each size would compile once, for one call.
+        grad = jax.grad(lambda x, row=middle[0], col=middle[1]: jnp.sum(
+            layer_output(model, variables, x, layer)[:, row, col].astype(jnp.float32)))(images)
+        seen = np.asarray(jnp.abs(grad).sum(axis=(0, 3))) > 0
+        cut = False
+        for axis in (0, 1):
+            found = np.nonzero(seen.any(axis=1 - axis))[0]
+            if not len(found):
+                return centred  # the layer does not depend on the input
+            low, high = int(found[0]), int(found[-1])
+            cut = cut or low == 0 or high == size[axis] - 1
+            origin[axis] = (low + high + 1) / 2 - stride[axis] * middle[axis]
+        if not cut:
+            break
+        grow *= 2
+    return origin[0], origin[1]
 
 
 def check_layer(name: str, known: list[str], flag: str = "--layer") -> str:
