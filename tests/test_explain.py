@@ -138,6 +138,12 @@ def test_a_single_hot_cell_peaks_at_the_centre_of_what_it_sees():
                                centre / 48)
     heatmap = np.asarray(gradcam.upsample(one_hot, (48, 48), stride, origin))[0]
     assert np.unravel_index(int(np.argmax(heatmap)), (48, 48)) == (16, 28)  # pixel [16, 17)
+
+
+# The measurement grows the input until a stage-4 field fits (up to 16x, unjitted gradients
+# of a ResNet): minutes on 2 cores, so it runs before a stop, not in CI.
+@pytest.mark.slow
+def test_a_resnet_stage_cell_is_placed_where_its_field_is_centred():
     # ResNet-18 (CIFAR stem, symmetric padding): stage4 cell k is centred on pixel 8k, 3.5
     # pixels up-left of a grid centred on the 48-pixel image; a cell's field is wider than
     # the image, so it is measured on a larger input.
