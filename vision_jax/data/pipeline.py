@@ -33,6 +33,7 @@ from absl import flags
 from vision_jax.data import transforms
 from vision_jax.data.config import DataSection, per_process_batch_size
 from vision_jax.data.scan import scan_dataset
+from vision_jax.data.skipped import SKIPPED_KEY, SkippingSource
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
 from vision_jax.errors import ConfigError
 
@@ -58,12 +59,14 @@ def validate_data_config(data: DataSection, process_count: int = 1) -> DatasetIn
             raise ConfigError(
                 f"config.normalize.{name}={values} has {len(values)} values but the dataset "
                 f"has {channels} channel(s); give 1 or {channels} values")
-    scan_dataset(data.dataset, data.data_dir)  # decodes a folder dataset's files once
+    # Decodes a folder dataset's files once; set channels convert, so they may mix.
+    scan_dataset(data.dataset, data.data_dir, data.image_channels)
     return info
 
 
 def _open_split(data: DataSection, split: str, field: str) -> DataSource:
-    sources, _ = open_splits(data.dataset, {field: split}, data.data_dir)
+    sources, _ = open_splits(data.dataset, {field: split}, data.data_dir,
+                             data.image_channels or None)
     return sources[split]
 
 
@@ -101,7 +104,8 @@ class HostExample:
     tag it: a training row gets ``index``, its position in the global stream, which keys its
     augmentation and dropout on device (int32 wraps after 2**31 examples, which only repeats
     keys); an eval row gets ``mask``, 1 for the first `eval_size` positions (real examples)
-    and 0 for padding. One Grain map per example, picklable for worker processes.
+    and 0 for padding, or for a bad file's replacement (`vision_jax.data.skipped`). One Grain
+    map per example, picklable for worker processes.
     """
 
     select: Callable[[dict[str, Any]], dict[str, Any]]
@@ -116,7 +120,8 @@ class HostExample:
         if self.eval_size is None:
             example["index"] = np.int32(index % 2**31)
         else:
-            example["mask"] = np.float32(index < self.eval_size)
+            example["mask"] = np.float32(index < self.eval_size
+                                         and not record.get(SKIPPED_KEY, False))
         return example
 
 
@@ -158,8 +163,9 @@ def make_train_iterator(
     if len(source) == 0:
         raise ValueError(f"config.train_split={data.train_split!r} is empty")
 
-    dataset = grain.MapDataset.source(source).shuffle(seed=data.seed).repeat(None)
     spec = spec or CLASSIFICATION
+    source = SkippingSource(source, spec.select)  # a file failing mid-run is skipped, counted
+    dataset = grain.MapDataset.source(source).shuffle(seed=data.seed).repeat(None)
     dataset = dataset.map_with_index(host_example(data, spec))
     # Process p takes rows [p*b, (p+1)*b) of every global batch -- the rows its devices hold in
     # the global array -- so the global batch is row for row the one a single process builds,
@@ -224,6 +230,7 @@ def make_eval_iterator(
 
     spec = spec or CLASSIFICATION
     copies = math.ceil(padded_size / num_examples)
+    source = SkippingSource(source, spec.select)  # a replaced bad file has mask 0
     dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
     dataset = dataset[:padded_size].map_with_index(host_example(data, spec, num_examples))
     dataset = dataset[process_index::process_count]
