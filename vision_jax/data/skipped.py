@@ -40,9 +40,9 @@ _skipped: dict[str, str] = {}  # path -> the first error's message
 class UnreadableFile(ValueError):
     """A dataset file that cannot be decoded (the message names it and the fix)."""
 
-    def __init__(self, message: str, path: str):
+    def __init__(self, message: str, path: str = ""):
         super().__init__(message)
-        self.path = path
+        self.path = path or message  # re-raised with a prefix, the message still names it
 
 
 def record_skip(error: UnreadableFile) -> None:
