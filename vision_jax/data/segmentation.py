@@ -24,7 +24,9 @@ a class may be the ignore label); when it is empty, Oxford-IIIT Pet trimaps (``t
 oxford_iiit_pet`` or a folder with ``annotations/trimaps``) map 1 (pet) -> 0, 2 (background) ->
 1, 3 (border) -> 2, i.e. trimap - 1, and anything else maps each value v to class v. A value
 outside the mapping is an error naming the file (``config.segmentation.unmapped = "error"``) or
-becomes the ignore label (``"ignore"``).
+becomes the ignore label (``"ignore"``). The pre-run scan (`vision_jax.data.scan.scan_examples`)
+finds such masks, and unreadable or RGB ones, before compiling; one that fails mid-run is a
+`BadMaskFile`, which the pipeline skips and counts (`vision_jax.data.skipped`).
 """
 
 from __future__ import annotations
