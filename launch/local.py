@@ -6,6 +6,9 @@
 Every process gets the environment `vision_jax.parallel.distributed.initialize()` reads
 (coordinator 127.0.0.1:PORT, process count, its id, CPU devices per process), so the
 command needs no flags of its own. Output comes back line by line prefixed `[p0]`, `[p1]`.
+Gloo's C++ connection lines (``[Gloo] Rank 3 is connected to 7 peer ranks...``, one per
+device of a CPU run, written below anything Python can filter) are dropped, unless the
+command passes ``--verbosity``/``-v`` (as `vision_jax`'s entry points keep library logs then).
 If one process fails the others are stopped (SIGTERM, then SIGKILL after a grace period):
 a JAX peer that lost a partner would otherwise wait minutes in a collective.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +40,14 @@ _POLL_S = 0.05
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # One lock for every line we write, so lines from different children never interleave.
 _OUTPUT_LOCK = threading.Lock()
+# Gloo (the CPU collectives' transport) prints these from C++ at connection time.
+GLOO_LINE = re.compile(r"^\[Gloo\] ")
+_VERBOSITY_FLAG = re.compile(r"^(--verbosity|-v)(=.*|\d*)$")
+
+
+def asks_for_library_logs(command: Sequence[str]) -> bool:
+    """Whether `command` passes absl's ``--verbosity``/``-v`` (then Gloo's lines are kept)."""
+    return any(_VERBOSITY_FLAG.match(arg) for arg in command)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -87,11 +99,14 @@ def _shell_exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _pump(stream: IO[bytes], prefix: str, target_name: str) -> None:
-    """Copies one child stream line by line, prefixed; the target is looked up per line so
-    a caller's redirect of sys.stdout (pytest's capsys, for one) is honoured."""
+def _pump(stream: IO[bytes], prefix: str, target_name: str, drop: re.Pattern | None) -> None:
+    """Copies one child stream line by line, prefixed, leaving out lines `drop` matches; the
+    target is looked up per line so a caller's redirect of sys.stdout (pytest's capsys, for
+    one) is honoured."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace")
+        if drop is not None and drop.match(line):
+            continue
         if not line.endswith("\n"):
             line += "\n"
         target = getattr(sys, target_name)
@@ -207,9 +222,11 @@ def run(
     platform: str | None = "cpu",
     grace_period_s: float = 5.0,
     env: Mapping[str, str] | None = None,
+    gloo_lines: bool | None = None,
 ) -> int:
     """Runs `command` as `processes` processes; returns 0, or the first failure's exit code
-    (128 + N for death by signal N, 130 after Ctrl-C)."""
+    (128 + N for death by signal N, 130 after Ctrl-C). Gloo's connection lines are shown when
+    `gloo_lines`, by default when the command passes ``--verbosity``."""
     if not command:
         raise ValueError("command is empty; give the program to run after '--'")
     if processes < 1:
@@ -221,6 +238,9 @@ def run(
     if grace_period_s < 0:
         raise ValueError(f"grace_period_s={grace_period_s} must be >= 0")
 
+    if gloo_lines is None:
+        gloo_lines = asks_for_library_logs(command)
+    drop = None if gloo_lines else GLOO_LINE
     coordinator = f"127.0.0.1:{port or free_port()}"
     base_env = os.environ if env is None else env
     supervisor = _Supervisor(grace_period_s)
@@ -251,7 +271,7 @@ def run(
                 _say(f"started process {pid} of {processes} (pid {proc.pid})")
                 for stream, target in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
                     thread = threading.Thread(
-                        target=_pump, args=(stream, f"[p{pid}] ", target), daemon=True
+                        target=_pump, args=(stream, f"[p{pid}] ", target, drop), daemon=True
                     )
                     thread.start()
                     pumps.append(thread)

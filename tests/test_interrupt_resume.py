@@ -13,10 +13,9 @@ import os
 import random
 import signal
 import subprocess
-import time
 
 import pytest
-from train_cli import REPO, cpu_env, run_train, train_command
+from train_cli import run_train, start_and_signal
 
 TOTAL_STEPS = 60
 STOPS = int(os.environ.get("VJ_INTERRUPTS", "10"))
@@ -55,14 +54,9 @@ def _stop_at(workdir, overrides, sig: signal.Signals, step: int) -> int:
     """Starts the run, sends `sig` once it has logged `step` (or, if an earlier stop got
     there already, the step after that stop), returns its exit status."""
     step = max(step, _last_logged_step(workdir) + 1)
-    proc = subprocess.Popen(train_command(workdir, *overrides), cwd=REPO, env=cpu_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    while proc.poll() is None and _last_logged_step(workdir) < step:
-        assert time.time() < deadline, f"step {step} was not reached"
-        time.sleep(0.005)
-    if proc.poll() is None:
-        proc.send_signal(sig)
+    proc = start_and_signal(workdir, *overrides, sig=sig, timeout=600,
+                            ready=lambda: _last_logged_step(workdir) >= step,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, err = proc.communicate(timeout=300)
     assert "Traceback" not in err, err[-3000:]
     return proc.returncode

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
 
 import pytest
-from train_cli import REPO, cpu_env, train_command
+from train_cli import start_and_signal
 
 
 def _finished_steps(workdir) -> list[int]:
@@ -23,12 +21,7 @@ def test_ctrl_c_saves_and_exits_130_without_a_traceback(tmp_path, digits_data_di
     overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=100000",
                  "--config.checkpoint_every_steps=100000", "--config.log_every_steps=5",
                  "--config.eval_every_steps=100000"]
-    proc = subprocess.Popen(train_command(tmp_path, *overrides), cwd=REPO, env=cpu_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc = start_and_signal(tmp_path, *overrides, sig=signal.SIGINT)
     seen = []
     if presses == 2:
         # Two signals before Python runs its handler count once: press again once the first

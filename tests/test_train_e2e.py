@@ -9,10 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from train_cli import REPO, cpu_env, run_train, train_command
+from train_cli import REPO, cpu_env, run_train, start_and_signal
 
 
 def _records(workdir) -> list[dict]:
@@ -77,12 +76,9 @@ def test_kill9_then_rerun_gives_exactly_the_uninterrupted_metrics(tmp_path, digi
     run_train(reference, *overrides)
 
     interrupted = tmp_path / "interrupted"
-    proc = subprocess.Popen(train_command(interrupted, *overrides), cwd=REPO, env=cpu_env(),
+    proc = start_and_signal(interrupted, *overrides, sig=signal.SIGKILL,
+                            ready=lambda: any(s >= 60 for s in _steps(interrupted)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(s >= 60 for s in _steps(interrupted)):
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     killed_at = max(_steps(interrupted))
     assert 60 <= killed_at < 300, "the run must be killed mid-training"
@@ -97,12 +93,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path, digits_data_dir):
     overrides = [f"--config.data_dir={digits_data_dir}", "--config.num_steps=100000",
                  "--config.checkpoint_every_steps=100000", "--config.log_every_steps=10",
                  "--config.eval_every_steps=100000"]
-    proc = subprocess.Popen(train_command(tmp_path, *overrides), cwd=REPO, env=cpu_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc = start_and_signal(tmp_path, *overrides, sig=signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-3000:]
     assert "Traceback" not in out

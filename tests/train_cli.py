@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,3 +37,26 @@ def run_train(workdir, *overrides: str, devices: int = 1, env_extra: dict | None
     if check and result.returncode != 0:
         raise AssertionError(f"train failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result
+
+
+def start_and_signal(workdir, *overrides: str, sig: int,
+                     ready: Callable[[], bool] | None = None, devices: int = 1,
+                     config: str = "configs/mnist_cnn.py:smoke", timeout: float = 300,
+                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT) -> subprocess.Popen:
+    """Starts a training run, waits until `ready()` (default: its metrics.jsonl exists), then
+    sends `sig` unless the run already ended; returns the process (text pipes as given), for
+    the caller to read and wait on. A run not ready within `timeout` seconds is killed and
+    fails the test."""
+    proc = subprocess.Popen(train_command(workdir, *overrides, config=config), cwd=REPO,
+                            env=cpu_env(devices), stdout=stdout, stderr=stderr, text=True)
+    ready = ready or (lambda: (Path(workdir) / "metrics.jsonl").exists())
+    deadline = time.time() + timeout
+    while proc.poll() is None and not ready():
+        if time.time() > deadline:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(f"the run in {workdir} was not ready within {timeout} s")
+        time.sleep(0.005)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    return proc

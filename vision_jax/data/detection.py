@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vision_jax.data.folder import decode_image
+from vision_jax.data.folder import ImageDecodeError, decode_image
 from vision_jax.data.paths import resolve_dataset_dir
 from vision_jax.data.pipeline import ExampleSpec
 
@@ -145,6 +145,8 @@ class CocoIndex:
             if key not in data:
                 raise ValueError(f"{where}: {json_path} has no {key!r} list; it is not "
                                  "COCO-format JSON")
+        for image in data["images"]:
+            _check_image_entry(image, json_path, where)
         categories = sorted(data["categories"], key=lambda c: c["id"])
         contiguous = {c["id"]: i for i, c in enumerate(categories)}
         images = {im["id"]: im for im in data["images"]}
@@ -169,6 +171,16 @@ class CocoIndex:
             sizes.append((int(image["height"]), int(image["width"])))
         return CocoIndex(tuple(c["name"] for c in categories), tuple(files), tuple(sizes),
                          tuple(boxes), tuple(labels))
+
+
+def _check_image_entry(image: Any, json_path: str, where: str) -> None:
+    missing = [k for k in ("id", "file_name", "width", "height")
+               if not isinstance(image, dict) or k not in image]
+    if missing:
+        name = image.get("file_name", image.get("id")) if isinstance(image, dict) else image
+        raise ValueError(f"{where}: image entry {name!r} in {json_path} has no "
+                         f"{', '.join(missing)}; COCO image entries need id, file_name, width "
+                         "and height (in pixels)")
 
 
 def _check_annotation(ann: dict, images: dict, categories: dict, json_path: str,
@@ -202,8 +214,14 @@ class CocoSource:
         return len(self._index.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image = decode_image(self._index.files[i], 3)
+        path = self._index.files[i]
+        image = decode_image(path, 3)
         height, width = image.shape[:2]
+        if (height, width) != self._index.sizes[i]:  # the boxes are in the JSON's pixels
+            expected_h, expected_w = self._index.sizes[i]
+            raise ImageDecodeError(
+                f"image {path} is {width}x{height} but its COCO entry says "
+                f"{expected_w}x{expected_h} (width x height); fix the entry or the image", path)
         xyxy = self._index.boxes[i]
         yxyx = xyxy[:, [1, 0, 3, 2]] / np.asarray([height, width, height, width], np.float32)
         return {"image": image, "objects": {"bbox": np.clip(yxyx, 0, 1).astype(np.float32),

@@ -13,8 +13,10 @@ Images are ``*.png``, ``*.jpg``, ``*.jpeg`` (any case); other files are ignored.
 Class names are the sorted class subfolder names (the union over splits, so a
 class missing from one split keeps its label). Images are decoded lazily with
 PIL and converted to `channels` (1 = grayscale, 3 = RGB, 4 = RGBA; by default
-the channel count of the first image in sorted order). A file PIL cannot read
-raises an error naming it; nothing is skipped silently.
+the channel count of the first image in sorted order; `vision_jax.data.scan` refuses a
+dataset whose files mix channel counts unless `config.image_channels` is set). A file PIL
+cannot read raises an `ImageDecodeError` naming it: before training the scan reports it, and
+mid-run the pipeline skips it with a warning (`vision_jax.data.skipped`); never silently.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import os
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from vision_jax.data.skipped import UnreadableFile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FLAT_LAYOUT_TEST_FRACTION = 0.2
@@ -37,8 +41,8 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 
-class ImageDecodeError(ValueError):
-    """An image file could not be decoded; the message names the file."""
+class ImageDecodeError(UnreadableFile):
+    """An image file could not be decoded; the message names the file (`path`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +125,7 @@ def _open_image(path: str) -> Image.Image:
         return Image.open(path)
     except _DECODE_ERRORS as error:
         raise ImageDecodeError(
-            f"cannot read image file {path}: {error}; fix or delete the file") from error
+            f"cannot read image file {path}: {error}; fix or delete the file", path) from error
 
 
 def channels_of_mode(mode: str) -> int:
@@ -148,7 +152,8 @@ def decode_image(path: str, channels: int) -> np.ndarray:
             pixels = np.asarray(image.convert(_MODE_FOR_CHANNELS[channels]))
         except _DECODE_ERRORS as error:
             raise ImageDecodeError(
-                f"cannot decode image file {path}: {error}; fix or delete the file") from error
+                f"cannot decode image file {path}: {error}; fix or delete the file",
+                path) from error
     return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
 
 

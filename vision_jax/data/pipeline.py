@@ -37,6 +37,7 @@ from absl import flags
 from vision_jax.data import host_cache, transforms
 from vision_jax.data.config import DataSection, per_process_batch_size
 from vision_jax.data.scan import scan_dataset
+from vision_jax.data.skipped import SKIPPED_KEY, SkippingSource
 from vision_jax.data.sources import DatasetInfo, DataSource, open_splits, validate_dataset
 from vision_jax.errors import ConfigError
 
@@ -62,12 +63,14 @@ def validate_data_config(data: DataSection, process_count: int = 1) -> DatasetIn
             raise ConfigError(
                 f"config.normalize.{name}={values} has {len(values)} values but the dataset "
                 f"has {channels} channel(s); give 1 or {channels} values")
-    scan_dataset(data.dataset, data.data_dir)  # decodes a folder dataset's files once
+    # Decodes a folder dataset's files once; set channels convert, so they may mix.
+    scan_dataset(data.dataset, data.data_dir, data.image_channels)
     return info
 
 
 def _open_split(data: DataSection, split: str, field: str) -> DataSource:
-    sources, _ = open_splits(data.dataset, {field: split}, data.data_dir)
+    sources, _ = open_splits(data.dataset, {field: split}, data.data_dir,
+                             data.image_channels or None)
     return sources[split]
 
 
@@ -105,9 +108,9 @@ class HostExample:
     tag it: a training row gets ``index``, its position in the global stream, which keys its
     augmentation and dropout on device (int32 wraps after 2**31 examples, which only repeats
     keys); an eval row gets ``mask``, 1 for the first `eval_size` positions (real examples)
-    and 0 for padding. One Grain map per example, picklable for worker processes.
-    With ``prepared`` the records already went through `prepare` (the host cache holds
-    them so), and are only tagged.
+    and 0 for padding, or for a bad file's replacement (`vision_jax.data.skipped`). One Grain
+    map per example, picklable for worker processes. With ``prepared`` the records already
+    went through `prepare` (the host cache holds them so), and are only tagged.
     """
 
     select: Callable[[dict[str, Any]], dict[str, Any]]
@@ -118,16 +121,20 @@ class HostExample:
     prepared: bool = False
 
     def prepare(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The deterministic part: the task's keys at the model's input size, uint8."""
-        return transforms.prepare(self.select(record), self.size, self.channels,
-                                  self.max_boxes)
+        """The deterministic part: the task's keys at the model's input size, uint8, and
+        whether the record stands in for a bad file (`SKIPPED_KEY`, a bool)."""
+        example = transforms.prepare(self.select(record), self.size, self.channels,
+                                     self.max_boxes)
+        example[SKIPPED_KEY] = np.bool_(record.get(SKIPPED_KEY, False))
+        return example
 
     def __call__(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
         example = dict(record) if self.prepared else self.prepare(record)
+        skipped = bool(example.pop(SKIPPED_KEY))
         if self.eval_size is None:
             example["index"] = np.int32(index % 2**31)
         else:
-            example["mask"] = np.float32(index < self.eval_size)
+            example["mask"] = np.float32(index < self.eval_size and not skipped)
         return example
 
 
@@ -212,7 +219,8 @@ class GatheredBatches:
     def __getitem__(self, k: int) -> dict[str, np.ndarray]:
         positions = k * self._global_batch + self._first_row + np.arange(self._batch_size)
         rows = stream_rows(positions, len(self._examples), self._seed)
-        batch = {key: value[rows] for key, value in self._examples.arrays.items()}
+        batch = {key: value[rows] for key, value in self._examples.arrays.items()
+                 if key != SKIPPED_KEY}  # a training row counts whatever it holds
         batch["index"] = (positions % 2**31).astype(np.int32)
         return batch
 
@@ -242,7 +250,9 @@ def make_train_iterator(
     if len(source) == 0:
         raise ValueError(f"config.train_split={data.train_split!r} is empty")
 
-    source, example = _cached(source, data, host_example(data, spec or CLASSIFICATION),
+    spec = spec or CLASSIFICATION
+    source = SkippingSource(source, spec.select)  # a file failing mid-run is skipped, counted
+    source, example = _cached(source, data, host_example(data, spec),
                               f"config.train_split={data.train_split!r}")
     if example.prepared:  # the same batches, gathered a whole batch at a time
         dataset = grain.MapDataset.source(GatheredBatches(
@@ -311,8 +321,9 @@ def make_eval_iterator(
     num_batches = math.ceil(num_examples / global_batch)
     padded_size = num_batches * global_batch
 
-    source, example = _cached(source, data,
-                              host_example(data, spec or CLASSIFICATION, num_examples),
+    spec = spec or CLASSIFICATION
+    source = SkippingSource(source, spec.select)  # a replaced bad file has mask 0
+    source, example = _cached(source, data, host_example(data, spec, num_examples),
                               f"eval split {split!r}")
     copies = math.ceil(padded_size / num_examples)
     dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)

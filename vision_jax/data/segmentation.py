@@ -24,7 +24,9 @@ a class may be the ignore label); when it is empty, Oxford-IIIT Pet trimaps (``t
 oxford_iiit_pet`` or a folder with ``annotations/trimaps``) map 1 (pet) -> 0, 2 (background) ->
 1, 3 (border) -> 2, i.e. trimap - 1, and anything else maps each value v to class v. A value
 outside the mapping is an error naming the file (``config.segmentation.unmapped = "error"``) or
-becomes the ignore label (``"ignore"``).
+becomes the ignore label (``"ignore"``). The pre-run scan (`vision_jax.data.scan.scan_examples`)
+finds such masks, and unreadable or RGB ones, before compiling; one that fails mid-run is a
+`BadMaskFile`, which the pipeline skips and counts (`vision_jax.data.skipped`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from PIL import Image, UnidentifiedImageError
 from vision_jax.data.folder import decode_image
 from vision_jax.data.paths import resolve_dataset_dir
 from vision_jax.data.pipeline import ExampleSpec
+from vision_jax.data.skipped import UnreadableFile
 from vision_jax.data.sources import DatasetInfo, _check_split
 from vision_jax.data.transforms import resize_mask  # noqa: F401 - the segmentation task's import
 
@@ -57,6 +60,11 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 class SegmentationDataError(ValueError):
     """A malformed image/mask folder or mask; the message names the file."""
+
+
+class BadMaskFile(SegmentationDataError, UnreadableFile):
+    """A mask file that cannot be read or holds values the mapping does not map: reported by
+    the pre-run scan, skipped mid-run (`vision_jax.data.skipped`)."""
 
 
 # -- folder index --------------------------------------------------------------------------------
@@ -188,17 +196,21 @@ def _open(path: str) -> Image.Image:
     try:
         return Image.open(path)
     except _DECODE_ERRORS as error:
-        raise SegmentationDataError(f"cannot read {path}: {error}; fix or delete it") from None
+        raise BadMaskFile(f"cannot read {path}: {error}; fix or delete it", path) from None
 
 
 def decode_mask(path: str) -> np.ndarray:
     """Raw mask values as an (H, W, 1) array (uint8, or int32 for 16-bit masks)."""
     with _open(path) as mask:
         if mask.mode not in ("L", "P", "1", "I", "I;16", "I;16B", "I;16L"):
-            raise SegmentationDataError(
+            raise BadMaskFile(
                 f"mask {path} has mode {mask.mode}; masks must be single-channel (grey or "
-                "palette) images of class values")
-        values = np.asarray(mask)
+                "palette) images of class values", path)
+        try:
+            values = np.asarray(mask)
+        except _DECODE_ERRORS as error:  # the header read, the pixels did not
+            raise BadMaskFile(f"cannot decode mask {path}: {error}; fix or delete it",
+                              path) from None
     values = values.astype(np.uint8) if values.dtype in (np.bool_, np.uint8) else values.astype(
         np.int32)
     return values[..., None]
@@ -306,10 +318,10 @@ class SelectSegmentation:
                 where = record.get("file_name", "a record")
                 if isinstance(where, bytes):
                     where = where.decode()
-                raise SegmentationDataError(
+                raise BadMaskFile(
                     f"mask {where} has value(s) {values} that config.segmentation.mask_mapping "
                     "does not map; add them to the mapping or set "
-                    "config.segmentation.unmapped='ignore'")
+                    "config.segmentation.unmapped='ignore'", str(where))
             classes = np.where(bad, self.ignore_label, classes)
         return {"image": record["image"], "segmentation": classes.astype(np.uint8)}
 

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 from vision_jax import augment as augment_lib
 from vision_jax import data as data_lib
 from vision_jax import paths
+from vision_jax.data import scan, skipped
 from vision_jax.errors import ConfigError, StoppedBySignal
 from vision_jax.ops.kernel_choices import record_kernel_choices, stop_recording
 from vision_jax.parallel import mesh as mesh_lib
@@ -93,6 +94,10 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: paths.PathLike)
     except (ValueError, FileNotFoundError) as e:  # the data layer's one-line messages
         raise ConfigError(str(e)) from None
     task = create_task(run, info)
+    try:  # image + annotation files through the task's own decoding, before compiling
+        scan.scan_examples(run.data, task.example_spec())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     train_size = info.split_sizes.get(run.data.train_split)
     if train_size is None:  # a TFDS slice such as "train[:90%]"
@@ -345,6 +350,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         return final
     finally:
         stop_recording()
+        skipped.report(workdir, jax.process_index())  # "skipped N bad files: ...", if any
         stop.restore()
         progress.close()
         exp.checkpointer.close()
