@@ -8,7 +8,9 @@
   of ours replaces them.
 
 Gloo's "[Gloo] Rank N is connected to ..." lines of a multi-process CPU run are written by
-C++ straight to the process's file descriptor, below anything Python can filter.
+C++ straight to the process's file descriptor, below anything Python can filter in that
+process; `launch.local`, which reads its children's output, drops them (unless the command
+passes --verbosity).
 """
 
 from __future__ import annotations
