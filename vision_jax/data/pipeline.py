@@ -144,10 +144,17 @@ def host_example(data: DataSection, spec: ExampleSpec,
                        eval_size)
 
 
-def _cached(source: DataSource, data: DataSection, example: HostExample, what: str
-            ) -> tuple[DataSource, HostExample]:
-    """The source held prepared in memory when it is small (`host_cache`), with the host
-    map that only tags its records; otherwise both unchanged."""
+def _selected(example: dict[str, Any]) -> dict[str, Any]:
+    return example  # `SkippingSource` already applied the task's select
+
+
+def _host_source(source: DataSource, data: DataSection, spec: ExampleSpec, what: str,
+                 eval_size: int | None = None) -> tuple[DataSource, HostExample]:
+    """The source read through the task's select, a bad file skipped and counted
+    (`vision_jax.data.skipped`), and held prepared in memory when it is small
+    (`host_cache`), with the host map for its items (one that only tags them when cached)."""
+    source = SkippingSource(source, spec.select)
+    example = dataclasses.replace(host_example(data, spec, eval_size), select=_selected)
     source = host_cache.maybe_cache(source, example.prepare, data.host_cache_gib, what)
     if isinstance(source, host_cache.PreparedArrays):
         example = dataclasses.replace(example, prepared=True)
@@ -250,10 +257,8 @@ def make_train_iterator(
     if len(source) == 0:
         raise ValueError(f"config.train_split={data.train_split!r} is empty")
 
-    spec = spec or CLASSIFICATION
-    source = SkippingSource(source, spec.select)  # a file failing mid-run is skipped, counted
-    source, example = _cached(source, data, host_example(data, spec),
-                              f"config.train_split={data.train_split!r}")
+    source, example = _host_source(source, data, spec or CLASSIFICATION,
+                                   f"config.train_split={data.train_split!r}")
     if example.prepared:  # the same batches, gathered a whole batch at a time
         dataset = grain.MapDataset.source(GatheredBatches(
             source, data.seed, batch_size, process_index, process_count))
@@ -321,10 +326,8 @@ def make_eval_iterator(
     num_batches = math.ceil(num_examples / global_batch)
     padded_size = num_batches * global_batch
 
-    spec = spec or CLASSIFICATION
-    source = SkippingSource(source, spec.select)  # a replaced bad file has mask 0
-    source, example = _cached(source, data, host_example(data, spec, num_examples),
-                              f"eval split {split!r}")
+    source, example = _host_source(source, data, spec or CLASSIFICATION,
+                                   f"eval split {split!r}", num_examples)
     copies = math.ceil(padded_size / num_examples)
     dataset = grain.MapDataset.source(source).repeat(copies, reseed_each_epoch=False)
     dataset = dataset[:padded_size].map_with_index(example)

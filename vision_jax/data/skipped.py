@@ -68,9 +68,9 @@ def clear() -> None:
 
 
 class SkippingSource:
-    """`source` with each record checked through `select` (the task's record -> example);
-    a record that raises `UnreadableFile` is replaced by the next readable one and tagged
-    with `SKIPPED_KEY`. Records pass through unchanged otherwise."""
+    """`source` read through `select` (the task's record -> example): each item is the
+    selected example, so the task's select runs once per read; a record that raises
+    `UnreadableFile` is replaced by the next readable one, tagged with `SKIPPED_KEY`."""
 
     def __init__(self, source: Any, select: Callable[[dict[str, Any]], Any]):
         self._source = source
@@ -84,15 +84,14 @@ class SkippingSource:
         first_error = None
         for offset in range(min(MAX_CONSECUTIVE, size)):
             try:
-                record = self._source[(index + offset) % size]
-                self._select(record)
+                example = self._select(self._source[(index + offset) % size])
             except UnreadableFile as error:
                 record_skip(error)
                 first_error = first_error or error
                 continue
             if offset:
-                record = {**record, SKIPPED_KEY: True}
-            return record
+                example = {**example, SKIPPED_KEY: True}
+            return example
         raise first_error
 
     def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
@@ -100,10 +99,7 @@ class SkippingSource:
         read_many = getattr(self._source, "__getitems__", None)
         if read_many is not None:
             try:
-                records = read_many(indices)
-                for record in records:
-                    self._select(record)
-                return records
+                return [self._select(record) for record in read_many(indices)]
             except UnreadableFile:
                 pass  # one by one, replacing the bad ones
         return [self[i] for i in indices]
