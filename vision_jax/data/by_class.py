@@ -7,7 +7,10 @@ config can train on some identities and evaluate on others it never saw.
 
 A split is ``<split of the inner dataset>@<classes>``: the inner split (TFDS slices and
 ``+`` work) and a comma-separated list of class ids and inclusive ranges ``a-b``; without
-``@`` the split is taken whole. Records keep their labels (`ClassSubset`). The scheme
+``@`` the split is taken whole. Records keep their labels (`ClassSubset`). A training split
+may end in ``/flip``, ``/rot90`` or ``/rot90flip`` (``"train@0-6/rot90"``): each rotated or
+mirrored copy of an identity becomes an identity of its own (`TransformedIdentities`), so
+the embedding learns to tell apart four or eight times as many shapes. The scheme
 registers itself in `vision_jax.data.sources.SCHEMES` when this module is imported (the
 verification task imports it).
 """
@@ -21,6 +24,7 @@ import numpy as np
 
 from vision_jax.data.multilabel import ClassSubset, record_labels
 from vision_jax.data.sources import SCHEMES, DatasetInfo, DataSource, open_splits
+from vision_jax.data.transformed_identities import TransformedIdentities, check_variant
 from vision_jax.errors import ConfigError
 
 SCHEME = "by_class"
@@ -56,6 +60,15 @@ def split_and_classes(split: str, field: str) -> tuple[str, tuple[int, ...] | No
     return inner.strip(), parse_classes(classes, field)
 
 
+def split_and_variant(split: str, field: str) -> tuple[str, str | None]:
+    """``"train@0-6/rot90"`` -> ("train@0-6", "rot90"); ``"train@0-6"`` -> (.., None)."""
+    rest, sep, variant = split.rpartition("/")
+    if not sep:
+        return split, None
+    check_variant(variant.strip(), field)
+    return rest, variant.strip()
+
+
 @SCHEMES.register(SCHEME)
 def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
                   channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
@@ -63,7 +76,8 @@ def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
     the narrowed splits (so epochs count only their examples)."""
     if rest.startswith(f"{SCHEME}:"):
         raise ConfigError(f"config.dataset='{SCHEME}:{rest}' nests {SCHEME}: twice; use one")
-    parsed = {field: split_and_classes(split, field) for field, split in splits.items()}
+    variants = {field: split_and_variant(split, field) for field, split in splits.items()}
+    parsed = {field: split_and_classes(split, field) for field, (split, _) in variants.items()}
     inner_splits = {field: inner for field, (inner, _) in parsed.items()}
     inner_sources, info = open_splits(rest, inner_splits, data_dir, channels)
     sources: dict[str, DataSource] = {}
@@ -78,6 +92,8 @@ def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
             if key not in _LABELS:
                 _LABELS[key] = record_labels(source)
             source = ClassSubset(source, classes, field=field, labels=_LABELS[key])
+        if variants[field][1] is not None:
+            source = TransformedIdentities(source, variants[field][1], field=field)
         sources[splits[field]] = source
         sizes[splits[field]] = len(source)
     return sources, DatasetInfo(
