@@ -5,12 +5,13 @@ of 1-6 circles, squares and triangles; 2,000 train / 500 test) with the anchor-f
 detector (FCOS-style head over strides 8/16/32, formerly the `fpn` variant of `yolo`) on a
 half-width ResNet-18 (`backbone_width` 32), on CPU. The course's grid YOLO (`yolo_v1`) has its
 own recipe: `configs/shapes_yolo_v1.py`.
-Measured (2026-11-21, 2-core CPU, JAX 0.10.2, 30 epochs = 1,860 steps of 32): test
-mAP@0.5 = **0.872**, mAP@[.5:.95] = 0.675, mAP@0.75 = 0.785, mAR@100 = 0.757 (per class
-AP@0.5 / AP: circle 0.891 / 0.726, square 0.846 / 0.657, triangle 0.878 / 0.643);
-mAP@0.5 0.616 / 0.851 / 0.872 after epochs 10 / 20 / 30. 41 min wall for the whole
-command, about 24 train images/s on average, on a machine shared with a second training
-run and test jobs (load 5-7). The quarter-width backbone (`backbone_width` 16) stopped at
+Measured (2026-12-02, 2-core CPU, JAX 0.10.2, 30 epochs = 1,860 steps of 32, on-device
+augmentation and the host cache): test mAP@0.5 = **0.874**, mAP@[.5:.95] = 0.672, mAP@0.75 =
+0.778, mAR@100 = 0.753 (per class AP@0.5 / AP: circle 0.895 / 0.729, square 0.840 / 0.645,
+triangle 0.887 / 0.641); mAP@0.5 0.618 / 0.849 / 0.874 after epochs 10 / 20 / 30. 76 min
+wall for the whole command on a machine shared with two other trainings (load 6-7). Before
+the on-device augmentation and the detector split (2026-11-21): mAP@0.5 0.872, mAP 0.675,
+41 min wall at load 5-7. The quarter-width backbone (`backbone_width` 16) stopped at
 mAP@0.5 0.784 after 30 epochs and 0.800 after 45: it under-fits (0.84 on the train split).
 
 Arguments: `configs/shapes_yolo.py:smoke` (4 steps; about a minute, mostly compilation) is
