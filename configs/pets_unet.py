@@ -1,11 +1,12 @@
 """python -m vision_jax.train --config configs/pets_unet.py:builtin --workdir runs/shapes_unet
 
-Measured (`:builtin`, 2026-11-21, 2-core CPU, JAX 0.10.2): final test mIoU **0.929**
-(pixel accuracy 0.988; IoU background 0.994, circle 0.925, square 0.891, triangle 0.907)
-after 30 epochs (3,750 steps of 16); mIoU 0.662 / 0.876 / 0.909 / 0.923 / 0.929 / 0.929
-after epochs 5 / 10 / 15 / 20 / 25 / 30. 54.5 min wall for the whole command, about 18 train
-images/s on average, on a machine shared with a second training run and test jobs (load
-5-7). On an idle machine the train step alone runs at about 37 images/s
+Measured (`:builtin`, 2026-12-02, 2-core CPU, JAX 0.10.2, on-device augmentation and the
+host cache): final test mIoU **0.930** (pixel accuracy 0.988; IoU background 0.994, circle
+0.931, square 0.888, triangle 0.908) after 30 epochs (3,750 steps of 16); mIoU 0.465 / 0.860
+/ 0.893 / 0.926 / 0.929 / 0.930 after epochs 5 / 10 / 15 / 20 / 25 / 30. 105 min wall for
+the whole command on a machine shared with two other trainings (load 6-7). Before the
+on-device augmentation (2026-11-21): mIoU 0.929, 54.5 min wall at load 5-7. On an idle
+machine the train step alone runs at about 37 images/s
 (`python -m benchmarks.train_throughput --config configs/pets_unet.py:builtin`).
 
 U-Net semantic segmentation (`unet`, task `segmentation`).
