@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -138,6 +139,33 @@ def test_a_single_hot_cell_peaks_at_the_centre_of_what_it_sees():
                                centre / 48)
     heatmap = np.asarray(gradcam.upsample(one_hot, (48, 48), stride, origin))[0]
     assert np.unravel_index(int(np.argmax(heatmap)), (48, 48)) == (16, 28)  # pixel [16, 17)
+
+
+class _GlobalPool(nn.Module):
+    def __call__(self, x):
+        return x.mean(axis=(1, 2), keepdims=True)  # a 1x1 map whatever the input size
+
+
+class _ConvGlobalPool(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        x = _GlobalPool(name="pool")(nn.Conv(4, (3, 3), name="conv")(x))
+        return nn.Dense(2, name="head")(x.reshape(x.shape[0], -1))
+
+
+def test_a_map_that_does_not_grow_with_the_input_is_centred_on_the_image():
+    # A global pool's one cell sees the whole image, at any size; its centre is the image's
+    # (growing the input to measure it put it at pixel 72 of a 16-pixel image).
+    model = _ConvGlobalPool()
+    shape = (1, 16, 16, 3)
+    variables = model.init(jax.random.key(0), jnp.zeros(shape))
+    stride = layers.layer_stride(model, variables, "pool", shape)
+    assert stride == (16.0, 16.0)
+    assert layers.layer_origin(model, variables, "pool", shape, stride) == (8.0, 8.0)
+    np.testing.assert_allclose(
+        gradcam.peak_points(jnp.ones((1, 1, 1)), stride, (16, 16),
+                            layers.layer_origin(model, variables, "pool", shape, stride))[0],
+        [0.5, 0.5])
 
 
 # The measurement grows the input until a stage-4 field fits (up to 16x, unjitted gradients

@@ -61,19 +61,13 @@ def upsample(cams: jax.Array, size: tuple[int, int],
     height, width = cams.shape[1:]
     if stride is None:
         stride = (size[0] / height, size[1] / width)
-    origin = origin or _centred_origin((height, width), size, stride)
+    origin = origin or layers.centred_origin((height, width), size, stride)
     rows = _interpolation_matrix(height, size[0], stride[0], origin[0])
     cols = _interpolation_matrix(width, size[1], stride[1], origin[1])
     resized = jnp.einsum("yh,nhw,xw->nyx", rows, cams.astype(jnp.float32), cols)
     low = resized.min(axis=(1, 2), keepdims=True)
     span = resized.max(axis=(1, 2), keepdims=True) - low
     return jnp.where(span > 0, (resized - low) / jnp.where(span > 0, span, 1.0), 0.0)
-
-
-def _centred_origin(cells: tuple[int, int], size: tuple[int, int],
-                    stride: tuple[float, float]) -> tuple[float, float]:
-    return tuple(pixels / 2 - step * (count - 1) / 2
-                 for count, pixels, step in zip(cells, size, stride, strict=True))
 
 
 def _interpolation_matrix(cells: int, pixels: int, stride: float,
@@ -102,7 +96,7 @@ def peak_points(cams: jax.Array, stride: tuple[float, float], size: tuple[int, i
     so an outer cell's peak would otherwise be a plateau whose first pixel is on the edge.
     """
     count, height, width = cams.shape
-    origin = origin or _centred_origin((height, width), size, stride)
+    origin = origin or layers.centred_origin((height, width), size, stride)
     flat = jnp.argmax(cams.reshape(count, -1), axis=1)
     row, col = flat // width, flat % width
     y = origin[0] + stride[0] * row

@@ -152,10 +152,20 @@ def layer_origin(model: nn.Module, variables: Variables, layer: str,
 _ORIGINS: dict = {}
 
 
+def centred_origin(cells: tuple[int, int], size: tuple[int, int],
+                   stride: tuple[float, float]) -> tuple[float, float]:
+    """Cell (0, 0)'s centre (y, x) for `cells` cells `stride` pixels apart, the grid centred
+    on an image of `size` pixels."""
+    return tuple(pixels / 2 - step * (count - 1) / 2
+                 for count, pixels, step in zip(cells, size, stride, strict=True))
+
+
 def _measure_origin(model, variables, layer, image_shape, stride) -> tuple[float, float]:
     _, height, width, channels = image_shape
-    centred = tuple(size / 2 - step * (size / step - 1) / 2
-                    for size, step in ((height, stride[0]), (width, stride[1])))
+    own_cells = jax.eval_shape(lambda x: layer_output(model, variables, x, layer),
+                               jax.ShapeDtypeStruct((1, height, width, channels),
+                                                    jnp.float32)).shape[1:3]
+    centred = centred_origin(own_cells, (height, width), stride)
     if any(step != int(step) for step in stride):  # not a grid that grows with the input
         return centred
     origin = list(centred)
@@ -166,6 +176,8 @@ def _measure_origin(model, variables, layer, image_shape, stride) -> tuple[float
         shape = (2, *size, channels)
         cells = jax.eval_shape(lambda x: layer_output(model, variables, x, layer),
                                jax.ShapeDtypeStruct(shape, jnp.float32)).shape[1:3]
+        if tuple(cells) == tuple(own_cells):
+            return centred  # the map does not grow with the input (a global pool)
         middle = (cells[0] // 2, cells[1] // 2)
         images = jax.random.normal(jax.random.key(0), shape, jnp.float32)
         # Not jitted: each size would compile once, for one call.
