@@ -18,6 +18,7 @@ from train_cli import REPO, cpu_env
 from vision_jax.losses.metric_learning import (
     contrastive_loss,
     pairwise_distances,
+    supervised_contrastive_loss,
     triplet_semihard_loss,
 )
 from vision_jax.losses.multilabel import positive_weights, sigmoid_bce
@@ -57,6 +58,21 @@ def _reference_contrastive(x, labels, margin, mask):
     return 0.5 * np.mean(terms)
 
 
+def _reference_supcon(x, labels, temperature, mask):
+    """Khosla et al.'s equation 2 as loops: for each anchor, the mean over its positives of
+    -log(exp(s_ap / t) / sum over every other example a' of exp(s_aa' / t))."""
+    s = (x @ x.T).astype(np.float64) / temperature
+    per_anchor = []
+    for a in range(len(x)):
+        others = [j for j in range(len(x)) if j != a and mask[j]]
+        positives = [p for p in others if labels[p] == labels[a]]
+        if not mask[a] or not positives:
+            continue
+        log_norm = np.log(sum(np.exp(s[a, j]) for j in others))
+        per_anchor.append(-np.mean([s[a, p] - log_norm for p in positives]))
+    return np.mean(per_anchor)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_triplet_semihard_equals_the_loop_reference(seed):
     x, labels = _batch(seed)
@@ -79,6 +95,18 @@ def test_contrastive_equals_the_loop_reference():
     mask = np.r_[np.ones(30), np.zeros(2)].astype(np.float32)
     got = float(jax.jit(contrastive_loss)(x, labels, 1.0, mask))
     assert got == pytest.approx(_reference_contrastive(x, labels, 1.0, mask), rel=1e-5)
+
+
+def test_supervised_contrastive_equals_the_loop_reference():
+    x, labels = _batch(5)
+    labels[0] = 99  # an anchor without positives does not count, but is a negative to others
+    mask = np.r_[np.ones(29), np.zeros(3)].astype(np.float32)
+    for temperature in (0.1, 0.5):
+        got = float(jax.jit(supervised_contrastive_loss)(x, labels, temperature, mask))
+        assert got == pytest.approx(_reference_supcon(x, labels, temperature, mask), rel=1e-5)
+    grads = jax.grad(supervised_contrastive_loss)(x, labels, 0.1, mask)
+    assert np.all(np.isfinite(grads)) and np.any(grads[:29] != 0)
+    np.testing.assert_array_equal(grads[29:], 0.0)  # padding gets no gradient
 
 
 def test_distance_gradients_are_finite_for_duplicate_embeddings():
@@ -171,7 +199,8 @@ def test_semihard_mining_is_global_on_8_devices(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    for name, loss in (("triplet", triplet_semihard_loss), ("contrastive", contrastive_loss)):
+    for name, loss in (("triplet", triplet_semihard_loss), ("contrastive", contrastive_loss),
+                       ("supcon", supervised_contrastive_loss)):
         value, grad = jax.value_and_grad(lambda e, loss=loss: loss(e, labels, mask=mask))(x)
         one_device = float(value)
         assert out[f"{name}/jit"] == pytest.approx(one_device, rel=1e-5)

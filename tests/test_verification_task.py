@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vision_jax.losses.metric_learning import contrastive_loss, triplet_semihard_loss
+from vision_jax.losses.metric_learning import (
+    contrastive_loss,
+    supervised_contrastive_loss,
+    triplet_semihard_loss,
+)
 from vision_jax.metrics import verification as vm
 from vision_jax.tasks.verification import VerificationTask, l2_normalize
 
@@ -26,10 +30,12 @@ def _clusters(seed: int, identities=(7, 8, 9), per_identity: int = 20, noise: fl
 
 
 @pytest.mark.parametrize("loss,reference", [("triplet", triplet_semihard_loss),
-                                            ("contrastive", contrastive_loss)])
+                                            ("contrastive", contrastive_loss),
+                                            ("supcon", supervised_contrastive_loss)])
 def test_loss_is_the_metric_loss_of_the_normalised_outputs(loss, reference):
     outputs, labels = _clusters(0)
-    task = VerificationTask(loss=loss, margin=0.3)
+    # 0.3 is the margin of the margin losses and the temperature of supcon.
+    task = VerificationTask(loss=loss, margin=0.3, temperature=0.3)
     value, sums = jax.jit(task.loss)(outputs, {"label": labels})
     expected = reference(l2_normalize(outputs), labels, 0.3)
     assert float(value) == pytest.approx(float(expected), rel=1e-6)

@@ -10,7 +10,9 @@ A split is ``<split of the inner dataset>@<classes>``: the inner split (TFDS sli
 ``@`` the split is taken whole. Records keep their labels (`ClassSubset`). A training split
 may end in ``/flip``, ``/rot90`` or ``/rot90flip`` (``"train@0-6/rot90"``): each rotated or
 mirrored copy of an identity becomes an identity of its own (`TransformedIdentities`), so
-the embedding learns to tell apart four or eight times as many shapes. The scheme
+the embedding learns to tell apart four or eight times as many shapes; ``+halves``
+(``"train@0-6/rot90flip+halves"``) adds half composites, the top half of one identity over
+the bottom half of another (`composite_identities`). The scheme
 registers itself in `vision_jax.data.sources.SCHEMES` when this module is imported (the
 verification task imports it).
 """
@@ -24,7 +26,7 @@ import numpy as np
 
 from vision_jax.data.multilabel import ClassSubset, record_labels
 from vision_jax.data.sources import SCHEMES, DatasetInfo, DataSource, open_splits
-from vision_jax.data.transformed_identities import TransformedIdentities, check_variant
+from vision_jax.data.transformed_identities import check_variant, expand_identities
 from vision_jax.errors import ConfigError
 
 SCHEME = "by_class"
@@ -84,16 +86,19 @@ def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
     sizes = dict(info.split_sizes)
     for field, (inner, classes) in parsed.items():
         source = inner_sources[inner]
+        variant = variants[field][1]
+        key = (rest, inner, data_dir)
+        if (classes is not None or variant is not None) and key not in _LABELS:
+            _LABELS[key] = record_labels(source)
+        labels = _LABELS.get(key)
         if classes is not None:
             if info.num_classes is not None and classes[-1] >= info.num_classes:
                 raise ConfigError(f"{field}={splits[field]!r} lists class {classes[-1]} but "
                                   f"{rest} has classes 0-{info.num_classes - 1}")
-            key = (rest, inner, data_dir)
-            if key not in _LABELS:
-                _LABELS[key] = record_labels(source)
-            source = ClassSubset(source, classes, field=field, labels=_LABELS[key])
-        if variants[field][1] is not None:
-            source = TransformedIdentities(source, variants[field][1], field=field)
+            source = ClassSubset(source, classes, field=field, labels=labels)
+            labels = labels[source.indices]
+        if variant is not None:
+            source = expand_identities(source, variant, labels, field=field)
         sources[splits[field]] = source
         sizes[splits[field]] = len(source)
     return sources, DatasetInfo(

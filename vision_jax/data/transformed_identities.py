@@ -15,6 +15,10 @@ A variant names the transforms, each a new identity ``label * count + t``:
 - ``rot90``: rotations by 0, 90, 180 and 270 degrees (4);
 - ``rot90flip``: those four, and the four of the mirror image (8).
 
+Any of them may end in ``+halves`` (``rot90flip+halves``), and ``halves`` stands alone:
+besides the copies, half composites of the split's identities are identities of their
+own (`composite_identities`).
+
 Rotating a non-square image swaps its height and width; the pipeline's resize to
 `config.image_size` then squares it.
 """
@@ -25,6 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from vision_jax.data.composite_identities import (
+    COMPOSITES_PER_IMAGE,
+    ConcatenatedSource,
+    HalfComposites,
+)
 from vision_jax.errors import ConfigError
 
 # variant -> [(quarter turns, mirrored)], in the order of the identity offsets t.
@@ -35,12 +44,27 @@ VARIANTS: dict[str, list[tuple[int, bool]]] = {
 }
 
 
-def check_variant(variant: str, field: str) -> list[tuple[int, bool]]:
-    """The transforms of `variant`; a one-line error naming `field` for an unknown one."""
-    if variant not in VARIANTS:
+HALVES = "halves"
+
+
+def parse_variant(variant: str, field: str) -> tuple[str | None, bool]:
+    """``"rot90flip+halves"`` -> ("rot90flip", True); ``"rot90"`` -> ("rot90", False);
+    ``"halves"`` -> (None, True); a one-line error naming `field` for anything else."""
+    base, plus, extra = (part.strip() for part in variant.partition("+"))
+    if base == HALVES and not plus:
+        return None, True
+    if base not in VARIANTS or (plus and extra != HALVES):
         raise ConfigError(f"{field}: unknown identity transform {variant!r}; write one of "
-                          f"{', '.join(VARIANTS)} after '/', e.g. 'train@0-6/rot90'")
-    return VARIANTS[variant]
+                          f"{', '.join(VARIANTS)} after '/', optionally followed by "
+                          f"'+{HALVES}' (or '{HALVES}' alone), e.g. 'train@0-6/rot90'")
+    return base, bool(plus)
+
+
+def check_variant(variant: str, field: str) -> list[tuple[int, bool]]:
+    """The transforms of `variant` (only the untransformed image for ``halves``); a
+    one-line error naming `field` for an unknown variant."""
+    base, _ = parse_variant(variant, field)
+    return VARIANTS[base] if base else [(0, False)]
 
 
 def transform_image(image: np.ndarray, turns: int, mirrored: bool) -> np.ndarray:
@@ -59,7 +83,11 @@ class TransformedIdentities:
                  field: str = "config.train_split"):
         self._source = source
         self.variant = variant
-        self.transforms = check_variant(variant, field)
+        if variant not in VARIANTS:
+            check_variant(variant, field)  # a one-line error for an unknown variant
+            raise ValueError(f"{variant!r}: TransformedIdentities makes the copies only; "
+                             "`expand_identities` adds the half composites")
+        self.transforms = VARIANTS[variant]
         self._key = key
 
     def __len__(self) -> int:
@@ -76,3 +104,21 @@ class TransformedIdentities:
     def __repr__(self) -> str:
         return (f"TransformedIdentities(variant={self.variant!r}, len={len(self)}, "
                 f"of={self._source!r})")
+
+
+def expand_identities(source, variant: str, labels: np.ndarray, key: str = "label",
+                      field: str = "config.train_split"):
+    """`source` (whose records have the identities `labels`, in order) expanded as `variant`
+    says: its transformed copies, then, for ``+halves``, ``COMPOSITES_PER_IMAGE * len(source)``
+    half composites, labelled above every transformed copy's label."""
+    base, halves = parse_variant(variant, field)
+    copies = TransformedIdentities(source, base or "", key, field) if base else source
+    if not halves:
+        return copies
+    count = len(copies.transforms) if base else 1
+    composites = HalfComposites(
+        source, labels, COMPOSITES_PER_IMAGE * len(source),
+        label_base=(int(np.max(labels)) + 1) * count,
+        # Two halves of one identity are that identity, untransformed.
+        same_label=lambda label: label * count, key=key)
+    return ConcatenatedSource([copies, composites])

@@ -1,5 +1,6 @@
 """Metric-learning losses over a batch of embeddings and identity labels: triplet loss with
-semi-hard negative mining (FaceNet, Schroff et al. 2015) and the contrastive pair loss.
+semi-hard negative mining (FaceNet, Schroff et al. 2015), the contrastive pair loss and the
+supervised contrastive loss (Khosla et al. 2020).
 
 Both see the *global* batch: under plain `jit` with the batch sharded over the mesh, XLA
 computes the pairwise distances across devices; under `shard_map`, call `gather_batch` first
@@ -73,10 +74,36 @@ def contrastive_loss(embeddings: jax.Array, labels: jax.Array, margin: float = 1
     return 0.5 * jnp.sum(per_pair) / jnp.maximum(jnp.sum(positives | negatives), 1)
 
 
+def supervised_contrastive_loss(embeddings: jax.Array, labels: jax.Array,
+                                temperature: float = 0.1,
+                                mask: jax.Array | None = None) -> jax.Array:
+    """Mean over anchors that have a positive of ``-mean_p log softmax_a(<x_i, x_a> / t)[p]``:
+    each anchor's softmax over every other example, averaged over its positives (Khosla et
+    al. 2020, the "outside" form). `embeddings` are unit vectors, so ``<x_i, x_a>`` is their
+    cosine similarity. Every example is a negative for every other identity at once, not only
+    the one semi-hard negative a triplet uses."""
+    x = jnp.asarray(embeddings, jnp.float32)
+    positives, negatives = _pair_masks(labels, mask)
+    others = positives | negatives  # every valid example but the anchor itself
+    logits = jnp.where(others, x @ x.T / temperature, -jnp.inf)
+    # An anchor with no other valid example has an all -inf row: keep it finite, it is not
+    # counted below.
+    log_norm = jax.nn.logsumexp(jnp.where(others.any(-1, keepdims=True), logits, 0.0),
+                                axis=-1, keepdims=True)
+    log_prob = jnp.where(positives, logits - log_norm, 0.0)
+    num_positives = jnp.sum(positives, -1)
+    per_anchor = -jnp.sum(log_prob, -1) / jnp.maximum(num_positives, 1)
+    counted = num_positives > 0
+    return jnp.sum(jnp.where(counted, per_anchor, 0.0)) / jnp.maximum(jnp.sum(counted), 1)
+
+
 def gather_batch(tree, axis_name: str | tuple[str, ...]):
     """Inside `shard_map`: each device's slice of a batch pytree -> the whole global batch,
     in device order (``all_gather`` along the leading axis)."""
     return jax.tree.map(lambda x: jax.lax.all_gather(x, axis_name, tiled=True), tree)
 
 
-LOSSES = {"triplet": triplet_semihard_loss, "contrastive": contrastive_loss}
+# name -> loss(embeddings, labels, hyperparameter, mask): a margin for the first two, a
+# temperature for "supcon".
+LOSSES = {"triplet": triplet_semihard_loss, "contrastive": contrastive_loss,
+          "supcon": supervised_contrastive_loss}

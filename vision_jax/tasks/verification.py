@@ -2,17 +2,19 @@
 
 The model's output is an embedding (any backbone whose head has `embedding_size` outputs);
 the task L2-normalises it, trains it with the triplet loss (semi-hard mining over the whole
-global batch) or the contrastive loss, and evaluates it on identities never seen in training:
-pair verification (ROC AUC, accuracy at a threshold chosen on a validation part of the pairs)
-and one-shot identification (one reference image per identity, nearest neighbour).
+global batch), the contrastive loss or the supervised contrastive loss, and evaluates it on
+identities never seen in training: pair verification (ROC AUC, accuracy at a threshold
+chosen on a validation part of the pairs) and one-shot identification (one reference image
+per identity, nearest neighbour).
 
 Batches carry "image", "label" (the identity, int) and, in evaluation, "mask": the
 classification batches, so any classification source whose labels are identities serves
 (digits with held-out classes through `by_class:builtin:digits`, `tfds:lfw` with people as
 identities).
 
-Config (`config.verification`, `VerificationOptions`): loss, margin, validation_fraction,
-pair_seed. The embedding size is `config.num_classes` (the size of the backbone's head).
+Config (`config.verification`, `VerificationOptions`): loss, margin, temperature,
+validation_fraction, pair_seed. The embedding size is `config.num_classes` (the size of
+the backbone's head).
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from vision_jax.errors import ConfigError
 from vision_jax.losses.metric_learning import LOSSES, gather_batch
 from vision_jax.metrics import verification as vm
 from vision_jax.parallel.mesh import BATCH_AXES
-from vision_jax.sections import in_range, non_negative, one_of, option
+from vision_jax.sections import in_range, non_negative, one_of, option, positive
 from vision_jax.tasks import TASKS
 from vision_jax.tasks.base import SumAccumulator, TaskEntry
 
 DEFAULT_MARGINS = {"triplet": 0.2, "contrastive": 1.0}
+DEFAULT_TEMPERATURE = 0.1  # the supervised contrastive loss's (Khosla et al. 2020)
 
 
 def bound_batch_axes() -> tuple[str, ...]:
@@ -79,6 +82,7 @@ class VerificationTask:
     """Loss and held-out-identity evaluation of an L2-normalised embedding."""
 
     def __init__(self, loss: str = "triplet", margin: float | None = None,
+                 temperature: float | None = None,
                  validation_fraction: float = 0.5, seed: int = 0,
                  gather_axes: tuple[str, ...] | None = None):
         """`gather_axes`: the mesh axes to gather the global batch over when the steps run
@@ -88,7 +92,10 @@ class VerificationTask:
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}")
         self.loss_name = loss
-        self.margin = DEFAULT_MARGINS[loss] if margin is None else float(margin)
+        self.margin = DEFAULT_MARGINS.get(loss) if margin is None else float(margin)
+        self.temperature = (DEFAULT_TEMPERATURE if temperature is None else float(temperature))
+        # The one number the loss takes besides the batch.
+        self._hyperparameter = self.temperature if loss == "supcon" else self.margin
         self.validation_fraction = validation_fraction
         self.seed = seed
         self.gather_axes = tuple(gather_axes) if gather_axes else None
@@ -104,7 +111,8 @@ class VerificationTask:
         axes = self.gather_axes if self.gather_axes is not None else bound_batch_axes()
         if axes:
             outputs, labels, mask = gather_batch((outputs, labels, mask), axes)
-        return LOSSES[self.loss_name](l2_normalize(outputs), labels, self.margin, mask)
+        return LOSSES[self.loss_name](l2_normalize(outputs), labels, self._hyperparameter,
+                                     mask)
 
     def loss(self, outputs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
         """The loss of the whole global batch; the sums weight it by this device's example
@@ -149,7 +157,8 @@ class VerificationTask:
         report = {"metrics": self.summarize(accumulator),
                   "identities": sorted(int(i) for i in np.unique(identities)),
                   "examples": int(len(identities)), "loss": self.loss_name,
-                  "margin": self.margin,
+                  **({"temperature": self.temperature} if self.loss_name == "supcon"
+                     else {"margin": self.margin}),
                   "threshold_rule": f"best accuracy on the first {self.validation_fraction:g} "
                                     "of the shuffled balanced pairs, applied to the rest"}
         with epath.Path(out_dir, f"{prefix}_verification_report.json").open("w") as f:
@@ -191,10 +200,13 @@ class VerificationTask:
 class VerificationOptions:
     """``config.verification`` (the embedding size is `config.num_classes`)."""
 
-    loss: str = option("triplet", "triplet (semi-hard mining over the global batch) or "
-                                  "contrastive", check=one_of(*LOSSES))
-    margin: float = option(0.0, "the loss's margin; 0 = its default (triplet 0.2, "
-                                "contrastive 1.0)", check=non_negative)
+    loss: str = option("triplet", "triplet (semi-hard mining over the global batch), "
+                                  "contrastive or supcon (supervised contrastive)",
+                       check=one_of(*LOSSES))
+    margin: float = option(0.0, "the triplet or contrastive loss's margin; 0 = its default "
+                                "(triplet 0.2, contrastive 1.0)", check=non_negative)
+    temperature: float = option(DEFAULT_TEMPERATURE, "the supcon loss's softmax temperature",
+                                check=positive)
     validation_fraction: float = option(0.5, "share of the eval pairs that choose the "
                                              "verification threshold",
                                         check=in_range(0.0, 1.0, low_open=True,
@@ -211,8 +223,8 @@ def _check(options: VerificationOptions, *, num_classes: int, augment,
 
 def _create(options: VerificationOptions, *, num_classes: int, info, data,
             model: Any = None) -> VerificationTask:
-    return VerificationTask(options.loss, options.margin or None, options.validation_fraction,
-                            options.pair_seed)
+    return VerificationTask(options.loss, options.margin or None, options.temperature,
+                            options.validation_fraction, options.pair_seed)
 
 
 TASKS.register("verification", TaskEntry(create=_create, options=VerificationOptions,
