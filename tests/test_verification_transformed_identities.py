@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from vision_jax.data.by_class import split_and_variant
+from vision_jax.data.by_class import in_memory_if_small, split_and_variant
 from vision_jax.data.composite_identities import (
     ConcatenatedSource,
     HalfComposites,
@@ -175,3 +175,24 @@ def test_by_class_adds_half_composites_of_the_training_digits(digits_data_dir):
         labels.add(record["label"])
     assert len(labels) > 40  # of the 49 pairs
     assert {sources["test@7-9"][i]["label"] for i in range(300)} == {7, 8, 9}
+
+
+def test_a_small_split_to_expand_is_decoded_once():
+    class Counting:
+        reads = 0
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            Counting.reads += 1
+            return {"image": IMAGE + index, "label": index}
+
+    records = in_memory_if_small(Counting())
+    assert isinstance(records, list) and Counting.reads == 4  # one estimate, three reads
+    view = expand_identities(records, "rot90flip+halves", np.array([0, 1, 2]))
+    assert [view[k]["label"] for k in range(3)] == [0, 8, 16]
+    assert len([view[k] for k in range(len(view))]) == 3 * 8 + 4 * 3
+    assert Counting.reads == 4  # the 36 views read the list, not the source
+    big = Counting()
+    assert in_memory_if_small(big, limit_bytes=10) is big  # 3 x 6 bytes is over 10

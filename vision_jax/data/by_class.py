@@ -71,6 +71,28 @@ def split_and_variant(split: str, field: str) -> tuple[str, str | None]:
     return rest, variant.strip()
 
 
+# An expanded split reads each record many times (`rot90flip+halves`: 8 copies and about 8
+# composite halves): a split of at most this many decoded bytes is decoded once and kept.
+IN_MEMORY_LIMIT_BYTES = 256 * 2**20
+
+
+def in_memory_if_small(source, limit_bytes: int = IN_MEMORY_LIMIT_BYTES):
+    """`source`'s records as a list when they fit in `limit_bytes` (estimated from the
+    first), else `source` itself."""
+    if not len(source):
+        return source
+    first = source[0]
+    estimate = sum(np.asarray(value).nbytes for value in first.values()) * len(source)
+    if estimate > limit_bytes:
+        return source
+    getitems = getattr(source, "__getitems__", None)
+    records = []
+    for start in range(0, len(source), 256):
+        indices = list(range(start, min(start + 256, len(source))))
+        records += getitems(indices) if getitems else [source[i] for i in indices]
+    return records
+
+
 @SCHEMES.register(SCHEME)
 def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
                   channels: int | None) -> tuple[dict[str, DataSource], DatasetInfo]:
@@ -98,7 +120,8 @@ def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
             source = ClassSubset(source, classes, field=field, labels=labels)
             labels = labels[source.indices]
         if variant is not None:
-            source = expand_identities(source, variant, labels, field=field)
+            source = expand_identities(in_memory_if_small(source), variant, labels,
+                                       field=field)
         sources[splits[field]] = source
         sizes[splits[field]] = len(source)
     return sources, DatasetInfo(
