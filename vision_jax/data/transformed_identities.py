@@ -112,7 +112,7 @@ def expand_identities(source, variant: str, labels: np.ndarray, key: str = "labe
     says: its transformed copies, then, for ``+halves``, ``COMPOSITES_PER_IMAGE * len(source)``
     half composites, labelled above every transformed copy's label."""
     base, halves = parse_variant(variant, field)
-    copies = TransformedIdentities(source, base or "", key, field) if base else source
+    copies = TransformedIdentities(source, base, key, field) if base else source
     if not halves:
         return copies
     count = len(copies.transforms) if base else 1

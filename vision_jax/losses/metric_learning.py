@@ -2,7 +2,7 @@
 semi-hard negative mining (FaceNet, Schroff et al. 2015), the contrastive pair loss and the
 supervised contrastive loss (Khosla et al. 2020).
 
-Both see the *global* batch: under plain `jit` with the batch sharded over the mesh, XLA
+All three see the *global* batch: under plain `jit` with the batch sharded over the mesh, XLA
 computes the pairwise distances across devices; under `shard_map`, call `gather_batch` first
 so every device mines among all examples, not only its own. Either way the loss equals the
 one-device loss of the same global batch. `mask` (B,) leaves padding examples out.
