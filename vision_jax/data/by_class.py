@@ -24,7 +24,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vision_jax.data.multilabel import ClassSubset, record_labels
+from vision_jax.data.host_cache import example_nbytes
+from vision_jax.data.multilabel import ClassSubset, read_records, record_labels
 from vision_jax.data.sources import SCHEMES, DatasetInfo, DataSource, open_splits
 from vision_jax.data.transformed_identities import check_variant, expand_identities
 from vision_jax.errors import ConfigError
@@ -79,18 +80,9 @@ IN_MEMORY_LIMIT_BYTES = 256 * 2**20
 def in_memory_if_small(source, limit_bytes: int = IN_MEMORY_LIMIT_BYTES):
     """`source`'s records as a list when they fit in `limit_bytes` (estimated from the
     first), else `source` itself."""
-    if not len(source):
+    if not len(source) or example_nbytes(source[0]) * len(source) > limit_bytes:
         return source
-    first = source[0]
-    estimate = sum(np.asarray(value).nbytes for value in first.values()) * len(source)
-    if estimate > limit_bytes:
-        return source
-    getitems = getattr(source, "__getitems__", None)
-    records = []
-    for start in range(0, len(source), 256):
-        indices = list(range(start, min(start + 256, len(source))))
-        records += getitems(indices) if getitems else [source[i] for i in indices]
-    return records
+    return list(read_records(source))
 
 
 @SCHEMES.register(SCHEME)
@@ -109,14 +101,16 @@ def open_by_class(rest: str, splits: Mapping[str, str], data_dir: str | None,
     for field, (inner, classes) in parsed.items():
         source = inner_sources[inner]
         variant = variants[field][1]
+        # Checked before reading every record's label below.
+        if classes is not None and info.num_classes is not None and (
+                classes[-1] >= info.num_classes):
+            raise ConfigError(f"{field}={splits[field]!r} lists class {classes[-1]} but "
+                              f"{rest} has classes 0-{info.num_classes - 1}")
         key = (rest, inner, data_dir)
         if (classes is not None or variant is not None) and key not in _LABELS:
             _LABELS[key] = record_labels(source)
         labels = _LABELS.get(key)
         if classes is not None:
-            if info.num_classes is not None and classes[-1] >= info.num_classes:
-                raise ConfigError(f"{field}={splits[field]!r} lists class {classes[-1]} but "
-                                  f"{rest} has classes 0-{info.num_classes - 1}")
             source = ClassSubset(source, classes, field=field, labels=labels)
             labels = labels[source.indices]
         if variant is not None:

@@ -26,7 +26,8 @@ from vision_jax.data import transforms
 _GIB = 2**30
 
 
-def _nbytes(example: dict[str, Any]) -> int:
+def example_nbytes(example: dict[str, Any]) -> int:
+    """The bytes of an example's arrays."""
     return sum(np.asarray(value).nbytes for value in example.values())
 
 
@@ -71,7 +72,7 @@ def maybe_cache(source, prepare: Callable[[dict[str, Any]], dict[str, Any]],
     record to an example of fixed-size arrays. `what` names the split in the log line."""
     if limit_gib <= 0 or len(source) == 0 or isinstance(source, PreparedArrays):
         return source
-    estimate = _nbytes(prepare(source[0])) * len(source)
+    estimate = example_nbytes(prepare(source[0])) * len(source)
     if estimate > limit_gib * _GIB:
         logging.info("%s: %.2f GiB prepared is over config.host_cache_gib=%g; reading it "
                      "from storage every epoch", what, estimate / _GIB, limit_gib)

@@ -13,7 +13,7 @@ pipeline can map or filter with:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,16 +110,18 @@ class ClassSubset:
         return f"ClassSubset(classes={self.classes}, len={len(self)}, of={self._source!r})"
 
 
-def record_labels(source, key: str = "label") -> np.ndarray:
-    """(N,) int64: every record's `key`, read in batches where the source offers
+def read_records(source, batch: int = 256) -> Iterator[dict[str, Any]]:
+    """Every record of `source` in order, read in batches where the source offers
     ``__getitems__`` (TFDS sources decode a batch in one call)."""
     getitems = getattr(source, "__getitems__", None)
-    labels = []
-    for start in range(0, len(source), 256):
-        indices = list(range(start, min(start + 256, len(source))))
-        records = getitems(indices) if getitems else [source[i] for i in indices]
-        labels += [int(record[key]) for record in records]
-    return np.asarray(labels, np.int64)
+    for start in range(0, len(source), batch):
+        indices = list(range(start, min(start + batch, len(source))))
+        yield from (getitems(indices) if getitems else [source[i] for i in indices])
+
+
+def record_labels(source, key: str = "label") -> np.ndarray:
+    """(N,) int64: every record's `key` (`read_records`)."""
+    return np.asarray([int(record[key]) for record in read_records(source)], np.int64)
 
 
 def keep_classes(classes: Sequence[int], key: str = "label"):
