@@ -101,7 +101,12 @@ def localise(run_dir: str, data_dir: str | None, layer: str | None) -> dict:
             "peak_in_box_rate_stretched": float(np.concatenate(stretched_hits).mean()),
             "peak_in_box_rate_when_correct": float(hits[correct].mean()) if correct.any()
             else None,
-            "accuracy": float(correct.mean())}
+            "accuracy": float(correct.mean()),
+            # Per true class, named as the dataset names them: where the misses are.
+            "peak_in_box_rate_per_class": {
+                name: float(hits[labels == index].mean())
+                for index, name in enumerate(builder.info.features["label"].names)
+                if (labels == index).any()}}
 
 
 def main() -> None:

@@ -105,6 +105,13 @@ def test_the_readme_override_on_a_finished_run_stops_before_compiling(tmp_path,
     assert "Compiling" not in result.stderr
     assert (workdir / "config.json").read_text() == written
 
+
+@pytest.mark.slow  # four trainings; the refusal above and the check_workdir tests run in CI
+def test_a_finished_run_continues_under_new_cadences_or_an_allowed_change(tmp_path,
+                                                                         digits_data_dir):
+    workdir = tmp_path / "w"
+    data = f"--config.data_dir={digits_data_dir}"
+    run_train(workdir, data, "--config.num_steps=4", "--config.eval_every_steps=4")
     # A longer run with other cadences continues the same run ...
     result = run_train(workdir, data, "--config.num_steps=6", "--config.eval_every_steps=3")
     assert "resuming from the checkpoint at step 4" in result.stdout

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from train_cli import flags_without_device_count
 
 from vision_jax.parallel.distributed import ProcessSettings, detect_cluster, resolve_settings
 
@@ -94,7 +95,7 @@ def test_a_detected_cluster_defers_to_jax_auto_detection():
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("VJ_")}
     child_env.update(env, JAX_PLATFORMS="cpu")
-    child_env.pop("XLA_FLAGS", None)
+    child_env["XLA_FLAGS"] = " ".join(flags_without_device_count(child_env))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=child_env,
                           capture_output=True, text=True, timeout=120)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from doc_commands import extract, smoke_version
 from PIL import Image
+from train_cli import flags_without_device_count
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -28,8 +29,9 @@ LINKED = ("configs", "docs", "launch", "benchmarks")
 READ_AFTER = {"docs/outputs.md": "README.md"}
 # Documents whose commands are several trainings (minutes on 2 cores): run before a stop, not
 # in CI's 20-minute budget. Their commands go through CLI paths that other tests cover in CI
-# (the README's: tests/test_train_e2e.py, test_predict_evaluate.py, test_launch_local.py).
-SLOW = {"README.md", "docs/explain.md", "docs/weights.md"}
+# (the README's: tests/test_train_e2e.py, test_predict_evaluate.py, test_launch_local.py;
+# docs/tpu_vm.md's: test_launch_tpu_vm.py, test_launch_tpu_run.py, test_gcs_workdir.py).
+SLOW = {"README.md", "docs/explain.md", "docs/weights.md", "docs/tpu_vm.md"}
 
 
 def _name(document: Path) -> str:
@@ -102,7 +104,7 @@ def _environment(data_dir: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONUNBUFFERED="1",
                TFDS_DATA_DIR=data_dir)  # built-in datasets are generated once, there
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = " ".join(flags_without_device_count(env))
     return env
 
 

@@ -244,8 +244,10 @@ def test_every_verb_writes_real_pngs(trained, tmp_path):
         _assert_real_png(out / "filters" / f"pool2_channel{channel}.png", (48, 48))
     _assert_real_png(out / "filters" / "pool2.png")
 
-    record = explain("filters", "--weights", "--layer", "conv1")
-    assert record["kernel_shape"] == [3, 3, 3, 32]
+    # The mosaic's record is its own file: the ascent's stays as it was.
+    assert explain("filters", "--weights", "--layer", "conv1") == record
+    weights = json.loads((out / "filters" / "weights.json").read_text())
+    assert weights == {"layer": "conv1", "kernel_shape": [3, 3, 3, 32]}
     _assert_real_png(out / "filters" / "conv1_weights.png")
 
     # Deep Dream's objective climbs over its steps, at every octave.

@@ -7,7 +7,8 @@
     gradcam     --images A.png ... [--layer L] [--class K]
     saliency    --images A.png ... [--class K] [--samples 16]
 
-PNGs and ``<verb>.json`` go to ``--out`` (default ``W/explain/<verb>``). Layer names are the
+PNGs and ``<verb>.json`` (``weights.json`` for ``filters --weights``, so the mosaic keeps the
+ascent's record) go to ``--out`` (default ``W/explain/<verb>``). Layer names are the
 ones ``python -m vision_jax.summary --model NAME`` prints. Bad input is one line
 (``error: ...``, exit status 2).
 """
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out_dir = args.out or os.path.join(args.workdir, "explain", args.verb)
-    print(f"explain {args.verb}: wrote {out_dir}/{args.verb}.json and "
+    record_name = "weights" if getattr(args, "weights", False) else args.verb
+    print(f"explain {args.verb}: wrote {out_dir}/{record_name}.json and "
           f"{sum(p.name.endswith('.png') for p in epath.Path(out_dir).iterdir())} PNG(s)")
     del record
     return 0

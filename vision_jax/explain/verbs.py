@@ -202,7 +202,8 @@ def weights(run: Run, layer: str | None, out_dir: str) -> dict:
         layers.check_layer(layer, list(kernels))
     name = layer or next(iter(kernels))
     plot_conv_filters(kernels[name], os.path.join(out_dir, f"{_safe(name)}_weights.png"))
-    return _write_json(out_dir, "filters", {"layer": name, "kernel_shape":
+    # Its own file: `filters.json` is the ascent's record, which a mosaic must not replace.
+    return _write_json(out_dir, "weights", {"layer": name, "kernel_shape":
                                             list(kernels[name].shape)})
 
 
