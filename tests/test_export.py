@@ -127,9 +127,10 @@ def test_jax_export_serialises_the_forward_pass(imported, tmp_path):
     assert _relative_difference(logits, imported["expected"]) < TOLERANCE
 
 
+# Both slow (a training and a Keras VGG each); the convnet export tests above run in CI.
 @pytest.mark.parametrize("head, image_size", [
-    pytest.param("flatten", 64, marks=pytest.mark.slow),  # the gap case runs in CI
-    ("gap", 32)])
+    pytest.param("flatten", 64, marks=pytest.mark.slow),
+    pytest.param("gap", 32, marks=pytest.mark.slow)])
 def test_a_vgg_workdir_exports_to_keras_with_equal_outputs(digits_data_dir, tmp_path, head,
                                                            image_size):
     options = {"num_classes": 10, "head": head, "hidden_units": 32}

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from train_cli import run_train
 
 
+@pytest.mark.slow  # three trainings; tests/test_transfer_train.py covers init_from and phases
 def test_source_then_two_phase_target_from_its_workdir(tmp_path, digits_data_dir):
     source, target = tmp_path / "source", tmp_path / "target"
     run_train(source, f"--config.data_dir={digits_data_dir}",

@@ -159,6 +159,7 @@ def test_two_phase_base_waits_one_phase_then_everything_trains_at_the_scaled_rat
         np.testing.assert_allclose(updates["head/kernel"], -0.1 if phase1 else -0.05)
 
 
+@pytest.mark.slow  # three trainings; the schedule itself is tested above without training
 def test_two_phase_resumed_run_equals_the_uninterrupted_one(tmp_path, digits_data_dir):
     overrides = {"transfer.head_epochs": 0.04, "transfer.finetune_lr_scale": 0.5,
                  "checkpoint_every_steps": 3, "eval_every_steps": 6, "num_steps": 6}

@@ -47,12 +47,14 @@ def test_forward_and_train_mode_run(upsample):
     model = models.create("unet", num_classes=3, depth=2, base_width=2, upsample=upsample,
                           dropout_rate=0.5)
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
-    variables = model.init(jax.random.key(0), x, train=False)
-    logits = model.apply(variables, x, train=False)
+    # Jitted: run eagerly, every op of the init compiles on its own (a minute on 2 cores).
+    variables = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))
+    logits = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
     chex.assert_shape(logits, (2, 8, 8, 3))
     chex.assert_tree_all_finite(logits)
-    train_logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"],
-                                        rngs={"dropout": jax.random.key(2)})
+    train_logits, updates = jax.jit(lambda v: model.apply(
+        v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)}))(
+        variables)
     chex.assert_shape(train_logits, (2, 8, 8, 3))
     assert "batch_stats" in updates
 

@@ -140,8 +140,9 @@ def test_decode_and_nms_recover_boxes_encoded_in_a_perfect_grid():
 def test_model_shapes_and_gradient_flow():
     model = create("yolo", num_classes=3, backbone_width=8, grid_size=5, hidden_units=32)
     x = jnp.zeros((2, 64, 64, 3))
-    variables = model.init(jax.random.key(0), x, train=False)
-    out = model.apply(variables, x, train=False)
+    # Jitted: eagerly, every op of the init compiles on its own.
+    variables = jax.jit(lambda key: model.init(key, x, train=False))(jax.random.key(0))
+    out = jax.jit(lambda v: model.apply(v, x, train=False))(variables)
     assert out["grid"].shape == (2, 5, 5, 13)
 
 
