@@ -57,6 +57,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def flags_without_device_count(env: Mapping[str, str]) -> list[str]:
+    """`env`'s XLA flags less any simulated device count, which the caller then sets."""
+    return [flag for flag in env.get("XLA_FLAGS", "").split()
+            if not flag.startswith(_DEVICE_COUNT_FLAG)]
+
+
 def child_environment(
     base: Mapping[str, str],
     *,
@@ -74,8 +80,8 @@ def child_environment(
     env[ENV_DEVICES_PER_PROCESS] = str(devices_per_process)
     # Also through XLA_FLAGS, so the device count holds for commands that never call
     # initialize() (e.g. a plain `python -c "import jax; ..."`).
-    kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_COUNT_FLAG)]
-    env["XLA_FLAGS"] = " ".join([*kept, f"{_DEVICE_COUNT_FLAG}={devices_per_process}"])
+    env["XLA_FLAGS"] = " ".join([*flags_without_device_count(env),
+                                 f"{_DEVICE_COUNT_FLAG}={devices_per_process}"])
     if platform:
         # N processes on one machine must not all grab the same accelerator.
         env["JAX_PLATFORMS"] = platform

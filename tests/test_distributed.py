@@ -11,8 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from train_cli import flags_without_device_count
 
+from launch.local import flags_without_device_count
 from vision_jax.parallel.distributed import ProcessSettings, detect_cluster, resolve_settings
 
 LAUNCH_ENV = {

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from doc_commands import extract, smoke_version
 from PIL import Image
-from train_cli import flags_without_device_count
+
+from launch.local import flags_without_device_count
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -9,20 +9,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from launch.local import flags_without_device_count
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def flags_without_device_count(env: dict[str, str]) -> list[str]:
-    """`env`'s XLA flags but a simulated device count: the suite's own flags
-    (tests/conftest.py) reach every subprocess, a device count only the ones that ask."""
-    return [flag for flag in env.get("XLA_FLAGS", "").split()
-            if not flag.startswith("--xla_force_host_platform_device_count")]
 
 
 def cpu_env(devices: int = 1) -> dict[str, str]:
     """A subprocess environment with `devices` simulated CPU devices."""
     env = dict(os.environ)
     env["JAX_PLATFORMS"] = "cpu"
+    # The suite's own flags (tests/conftest.py) reach every subprocess; a device count only
+    # the ones that ask.
     env["XLA_FLAGS"] = " ".join([*flags_without_device_count(env),
                                  f"--xla_force_host_platform_device_count={devices}"])
     env["PYTHONUNBUFFERED"] = "1"

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out_dir = args.out or os.path.join(args.workdir, "explain", args.verb)
-    record_name = "weights" if getattr(args, "weights", False) else args.verb
+    record_name = "weights" if args.weights else args.verb  # verbs.weights' own record
     print(f"explain {args.verb}: wrote {out_dir}/{record_name}.json and "
           f"{sum(p.name.endswith('.png') for p in epath.Path(out_dir).iterdir())} PNG(s)")
     del record
