@@ -31,7 +31,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 # few images), and LLVM's optimisation passes cost far more than they save on them. At level
 # 0 XLA still runs every HLO pass (fusion, layout, sharding), only the machine-code
 # optimisation is skipped, so results stay within the suite's tolerances. Measured on the
-# 2-core CPU: a U-Net init under jit 18.3 -> 4.1 s, seed_cnn's 6.6 -> 1.4 s, one
+# 2-core CPU at load 3.5: a U-Net init under jit 18.3 -> 4.1 s, seed_cnn's 6.6 -> 1.4 s, one
 # `jax.random.normal` 3.7 -> 0.6 s. Subprocesses inherit it (tests/train_cli.py keeps the
 # flags it finds). Set XLA_FLAGS with an explicit level to test at another one.
 TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
