@@ -14,7 +14,7 @@ batch kept on the device. Compilation and two warm-up steps are excluded. The ch
 timed in interleaved rounds (round 1: every choice, round 2: every choice, ...) so that a
 change in machine load hits all of them alike; the figure is the median round.
 
-When PyTorch is installed (never a dependency: ``pip install torch`` to compare), the same
+When PyTorch is installed (never a dependency: ``pip install -e '.[peer]'`` to compare), the same
 model (``benchmarks.torch_twins``: same layers, widths and parameter count) trains in eager
 mode in the same rounds on the same batch, with the config's optimizer family.
 
@@ -135,7 +135,7 @@ def _torch_contender(config: ml_collections.ConfigDict, local_batch: dict) -> Co
         import torch
         import torch.nn.functional as F  # noqa: N812 - PyTorch's own convention
     except ImportError:
-        print("PyTorch is not installed: no side-by-side baseline (pip install torch)")
+        print("PyTorch is not installed: no side-by-side baseline (pip install -e '.[peer]')")
         return None
     from benchmarks import torch_twins
 
