@@ -116,13 +116,41 @@ def test_a_missing_bucket_is_a_one_line_error(gcs, digits_data_dir):  # noqa: F8
 def test_unreachable_storage_is_a_one_line_error(gcs, digits_data_dir):  # noqa: F811
     from gcs_emulator import _free_port, endpoint_env
 
-    nobody = endpoint_env(f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    port = _free_port()
+    nobody = endpoint_env(f"http://127.0.0.1:{port}")  # nothing listens there
     result = run_train(gcs.new_dir(), f"--config.data_dir={digits_data_dir}", env_extra=nobody,
                        check=False)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --workdir=gs://") and "is not writable" in last
+    # Said by one TCP connect, not after gcsfs's half minute of retries.
+    assert f"cannot connect to 127.0.0.1:{port}" in last
     assert "Traceback" not in result.stderr
+
+
+def test_the_reachability_check_asks_the_server_gcsfs_would_use(gcs, monkeypatch):  # noqa: F811
+    from gcs_emulator import _free_port
+
+    from vision_jax import paths
+
+    for name in paths._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.url)
+    host, port = paths.storage_endpoint(gcs.new_dir())
+    assert f"http://{host}:{port}" == gcs.url
+    assert paths._unreachable_endpoint(gcs.new_dir()) is None  # the emulator listens
+    paths.check_writable(epath.Path(gcs.new_dir()), "--workdir")
+
+    closed = _free_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{closed}")
+    assert paths._unreachable_endpoint("gs://bucket/run").startswith(
+        f"cannot connect to 127.0.0.1:{closed}: ConnectionRefusedError")
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    assert paths.storage_endpoint("gs://bucket/run") == ("storage.googleapis.com", 443)
+    assert paths.storage_endpoint("/tmp/run") is None
+    # Behind a proxy the server is not this machine's to reach directly: gcsfs decides.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert paths.storage_endpoint("gs://bucket/run") is None
 
 
 @pytest.mark.slow

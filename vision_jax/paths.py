@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import urllib.parse
 import uuid
 
 from etils import epath
@@ -18,6 +20,11 @@ from etils import epath
 from vision_jax.errors import ConfigError
 
 PathLike = str | os.PathLike
+
+# How long the reachability check waits for a TCP connection to the storage endpoint.
+CONNECT_TIMEOUT_S = 10.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                    "all_proxy")
 
 
 def as_path(path: PathLike) -> epath.Path:
@@ -60,6 +67,14 @@ def check_writable(directory: epath.Path, field: str) -> None:
     """Creates `directory` and writes and deletes one small object in it, so storage that is
     unreachable, missing or forbidden is a one-line `ConfigError` naming `field` before
     anything is compiled, not a traceback from deep inside a checkpoint save."""
+    hint = ("check that the bucket exists and that this machine's credentials "
+            "(gcloud auth application-default login, or the VM's service account) may "
+            "write it" if is_remote(directory) else "choose a directory you can write")
+    unreachable = _unreachable_endpoint(directory)
+    if unreachable:
+        raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({unreachable}); "
+                          "check the network and the storage endpoint (STORAGE_EMULATOR_HOST "
+                          "if set)")
     probe = directory / f".write_probe.{uuid.uuid4().hex[:8]}"
     # gcsfs logs each failed retry with a traceback; the one line below says it all.
     gcsfs_logger = logging.getLogger("gcsfs")
@@ -71,10 +86,38 @@ def check_writable(directory: epath.Path, field: str) -> None:
         probe.unlink()
     except Exception as e:  # noqa: BLE001 - any storage failure gets the same one line
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        hint = ("check that the bucket exists and that this machine's credentials "
-                "(gcloud auth application-default login, or the VM's service account) may "
-                "write it" if is_remote(directory) else "choose a directory you can write")
         raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({reason}); "
                           f"{hint}") from None
     finally:
         gcsfs_logger.setLevel(level)
+
+
+def storage_endpoint(directory: PathLike) -> tuple[str, int] | None:
+    """(host, port) of the server that `gs://` requests go to (the one gcsfs uses: GCS, or
+    STORAGE_EMULATOR_HOST), or None where it cannot be checked directly: another scheme, a
+    local path, or a proxy between this machine and the server."""
+    if not os.fspath(directory).startswith("gs://") or any(
+            os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    import fsspec
+
+    location = urllib.parse.urlsplit(fsspec.filesystem("gs")._location)
+    if not location.hostname:
+        return None
+    return location.hostname, location.port or (443 if location.scheme == "https" else 80)
+
+
+def _unreachable_endpoint(directory: PathLike) -> str | None:
+    """Why the storage server cannot be reached, or None. gcsfs retries a refused or failed
+    connection with backoff for about half a minute before it gives up; one TCP connect
+    says the same in at most `CONNECT_TIMEOUT_S`, and a reachable server costs one round
+    trip."""
+    endpoint = storage_endpoint(directory)
+    if endpoint is None:
+        return None
+    host, port = endpoint
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        return " ".join(f"cannot connect to {host}:{port}: {type(e).__name__}: {e}".split())
+    return None
