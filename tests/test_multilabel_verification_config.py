@@ -59,6 +59,11 @@ def test_the_configs_parse_into_their_options():
      r"config.verification.validation_fraction=1.0 must be in \(0.0, 1.0\)"),
     ("digits_verification", "num_classes", 1,
      r"config.num_classes=1 is the embedding size of the verification task"),
+    # The config sets margin 0.5, which supcon would ignore; triplet ignores a temperature.
+    ("digits_verification", "verification.loss", "supcon",
+     r"config.verification.margin=0.5 has no effect with loss='supcon'.*set margin to 0"),
+    ("digits_verification", "verification.temperature", 0.5,
+     r"config.verification.temperature=0.5 has no effect with loss='triplet'"),
 ])
 def test_bad_options_are_one_line_errors(config_name, field, value, message):
     config = _config(config_name)

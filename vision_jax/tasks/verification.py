@@ -219,6 +219,16 @@ def _check(options: VerificationOptions, *, num_classes: int, augment,
     if num_classes < 2:
         raise ConfigError(f"config.num_classes={num_classes} is the embedding size of the "
                           "verification task; set it to 2 or more (e.g. 64)")
+    # Each loss takes one hyperparameter; a value set for the other would be ignored.
+    if options.loss == "supcon" and options.margin:
+        raise ConfigError(f"config.verification.margin={options.margin} has no effect with "
+                          "loss='supcon', which takes config.verification.temperature; set "
+                          "margin to 0")
+    if options.loss != "supcon" and options.temperature != DEFAULT_TEMPERATURE:
+        raise ConfigError(f"config.verification.temperature={options.temperature} has no "
+                          f"effect with loss={options.loss!r}, which takes "
+                          "config.verification.margin; leave temperature at "
+                          f"{DEFAULT_TEMPERATURE} or set loss='supcon'")
 
 
 def _create(options: VerificationOptions, *, num_classes: int, info, data,
