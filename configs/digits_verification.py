@@ -32,7 +32,8 @@ with `--config.seed=1` 0.873, 0.789, 0.912. Without the half composites (4 epoch
 `train@0-6/rot90flip`): AUC 0.829 and 0.845 for the same two seeds. Digits 7-9 are the
 hardest three to tell apart (7 vs 9: 0.80): raw pixels give AUC 0.675 on them, 0.710 on
 the validation digits 4-6 and 0.833 on 0-2. The same recipe holding out other digits (trained
-on the other seven, evaluated on their test images) reaches 0.978 on 0-2 and 0.962 on 4-6.
+on the other seven, evaluated on their test images) reaches 0.978 / 0.980 on 0-2 and
+0.962 / 0.969 on 4-6 (seeds 0 / 1).
 
 Arguments: `configs/digits_verification.py:smoke` (a few steps; the CI check).
 """
