@@ -67,14 +67,11 @@ def check_writable(directory: epath.Path, field: str) -> None:
     """Creates `directory` and writes and deletes one small object in it, so storage that is
     unreachable, missing or forbidden is a one-line `ConfigError` naming `field` before
     anything is compiled, not a traceback from deep inside a checkpoint save."""
-    hint = ("check that the bucket exists and that this machine's credentials "
-            "(gcloud auth application-default login, or the VM's service account) may "
-            "write it" if is_remote(directory) else "choose a directory you can write")
     unreachable = _unreachable_endpoint(directory)
     if unreachable:
-        raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({unreachable}); "
-                          "check the network and the storage endpoint (STORAGE_EMULATOR_HOST "
-                          "if set)")
+        raise ConfigError(f"{field}={os.fspath(directory)} is not writable "
+                          f"({_one_line(unreachable)}); check the network and the storage "
+                          "endpoint (STORAGE_EMULATOR_HOST if set)")
     probe = directory / f".write_probe.{uuid.uuid4().hex[:8]}"
     # gcsfs logs each failed retry with a traceback; the one line below says it all.
     gcsfs_logger = logging.getLogger("gcsfs")
@@ -85,11 +82,18 @@ def check_writable(directory: epath.Path, field: str) -> None:
         probe.write_text("ok")
         probe.unlink()
     except Exception as e:  # noqa: BLE001 - any storage failure gets the same one line
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise ConfigError(f"{field}={os.fspath(directory)} is not writable ({reason}); "
-                          f"{hint}") from None
+        hint = ("check that the bucket exists and that this machine's credentials "
+                "(gcloud auth application-default login, or the VM's service account) may "
+                "write it" if is_remote(directory) else "choose a directory you can write")
+        raise ConfigError(f"{field}={os.fspath(directory)} is not writable "
+                          f"({_one_line(f'{type(e).__name__}: {e}')}); {hint}") from None
     finally:
         gcsfs_logger.setLevel(level)
+
+
+def _one_line(reason: str) -> str:
+    """A storage error's text as one line of at most 300 characters, for a `ConfigError`."""
+    return " ".join(reason.split())[:300]
 
 
 def storage_endpoint(directory: PathLike) -> tuple[str, int] | None:
@@ -101,6 +105,8 @@ def storage_endpoint(directory: PathLike) -> tuple[str, int] | None:
         return None
     import fsspec
 
+    # gcsfs's own choice of server (its endpoint_url, STORAGE_EMULATOR_HOST or GCS), so the
+    # check never disagrees with the requests that follow; gcsfs has no public name for it.
     location = urllib.parse.urlsplit(fsspec.filesystem("gs")._location)
     if not location.hostname:
         return None
@@ -119,5 +125,5 @@ def _unreachable_endpoint(directory: PathLike) -> str | None:
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        return " ".join(f"cannot connect to {host}:{port}: {type(e).__name__}: {e}".split())
+        return f"cannot connect to {host}:{port}: {type(e).__name__}: {e}"
     return None
