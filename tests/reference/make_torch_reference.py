@@ -1,8 +1,9 @@
 """Writes the torchvision parity references ``tests/reference/torch_<model>.npz``.
 
-    /work/torchvenv/bin/python tests/reference/make_torch_reference.py [resnet18 ...]
+    pip install -e '.[peer]'   # torch and torchvision, pinned
+    python tests/reference/make_torch_reference.py [resnet18 ...]
 
-Needs torch and torchvision (a separate environment: the CUDA wheels are GBs, so torch is not a
+Needs torch and torchvision (the `peer` extra; the CUDA wheels are GBs, so torch is not a
 test dependency). For each model it builds torchvision's architecture with seeded weights
 (`torch_seeded`, NumPy only), runs the seeded batch in eval mode and stores the state dict's
 tensor names and shapes and the logits: a few KB that let the CI test regenerate the same
