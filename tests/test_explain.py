@@ -3,6 +3,7 @@ and every `python -m vision_jax.explain` verb on a smoke-trained workdir."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -29,11 +30,20 @@ SMALL_MODELS = {  # name -> (kwargs, input shape)
 }
 
 
+@functools.cache
 def _init(name):
+    """(model, variables, input shape), made once per test process: unjitted, ResNet-18's
+    init dispatches op by op and took 35 s here, jitted 17 s (most of it compiling the
+    random draws)."""
     kwargs, shape = SMALL_MODELS[name]
     model = models.create(name, num_classes=3, **kwargs)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False)
-    return model, variables, shape
+    return model, _variables(model, (1, *shape)), shape
+
+
+def _variables(model, shape):
+    """`model`'s variables for inputs of `shape`, initialised under jit."""
+    return jax.jit(functools.partial(model.init, train=False))(jax.random.key(0),
+                                                                jnp.zeros(shape))
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_MODELS))
@@ -89,7 +99,7 @@ def test_gradcam_maps_cells_onto_the_pixels_they_see():
     # seed_cnn's VALID convs: conv3 is 8x8 on 48x48, but its cells are 4 pixels apart and see
     # the central 46 pixels; stretching the map over the whole image misplaces them.
     model = models.create("seed_cnn", num_classes=3)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False)
+    variables = _variables(model, (1, 48, 48, 3))
     assert layers.layer_stride(model, variables, "conv3", (1, 48, 48, 3)) == (4.0, 4.0)
     images = jax.random.normal(jax.random.key(3), (4, 48, 48, 3))
     grad = jax.grad(lambda x: layers.layer_output(model, variables, x, "conv3")[:, 2, 5].sum())(
@@ -127,7 +137,7 @@ def _field_centre(model, variables, layer, shape, cell):
 def test_a_single_hot_cell_peaks_at_the_centre_of_what_it_sees():
     # seed_cnn: VALID convs and floor-rounding pools; conv3 cell k sees pixels [4k, 4k + 18).
     model = models.create("seed_cnn", num_classes=3)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 48, 48, 3)), train=False)
+    variables = _variables(model, (1, 48, 48, 3))
     shape = (1, 48, 48, 3)
     stride = layers.layer_stride(model, variables, "conv3", shape)
     origin = layers.layer_origin(model, variables, "conv3", shape, stride)
