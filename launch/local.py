@@ -40,8 +40,11 @@ _POLL_S = 0.05
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # One lock for every line we write, so lines from different children never interleave.
 _OUTPUT_LOCK = threading.Lock()
-# Gloo (the CPU collectives' transport) prints these from C++ at connection time.
-GLOO_LINE = re.compile(r"^\[Gloo\] ")
+# Gloo (the CPU collectives' transport) prints these from C++ at connection time, one per
+# device, from several threads at once: two messages can share a line ("[Gloo] Rank 1 is
+# connected to 7 peer ranks. [Gloo] Rank 0 ... : 7"), leaving the first one's tail
+# ("Expected number of connected peer ranks is : 7") on a line of its own.
+GLOO_LINE = re.compile(r"^(\[Gloo\] |Expected number of connected peer ranks is : \d+\s*$)")
 _VERBOSITY_FLAG = re.compile(r"^(--verbosity|-v)(=.*|\d*)$")
 
 
