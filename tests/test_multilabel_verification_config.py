@@ -36,7 +36,7 @@ def test_the_configs_parse_into_their_options():
     assert run.task_options.choose_thresholds and run.model.num_classes == 3
     run = parse_config(_config("digits_verification"))
     assert run.task_options == VerificationOptions(loss="triplet", margin=0.5)
-    assert run.data.train_split == "train@0-6/rot90flip+halves"
+    assert run.data.train_split == "train@0-6/rot90flip+halves~6r180"
     assert run.data.eval_split == "test@7-9"
     smoke = parse_config(_config("digits_verification", "smoke"))
     assert smoke.data.dataset == "by_class:builtin:digits" and smoke.loop.num_steps == 6

@@ -115,6 +115,6 @@ def test_verification_smoke_run_evaluates_held_out_digits(verification_run):
     assert report["loss"] == "triplet" and report["margin"] == pytest.approx(0.5)
     assert report["metrics"]["pair_auc"] == pytest.approx(final["eval/pair_auc"])
     config = json.load(open(workdir / "config.json"))
-    assert config["train_split"] == "train@0-6/rot90flip+halves"
+    assert config["train_split"] == "train@0-6/rot90flip+halves~6r180"
     assert config["eval_split"] == "test@7-9"
     assert np.isfinite(final["eval/loss"])

@@ -20,8 +20,10 @@ from vision_jax.data.sources import open_splits
 from vision_jax.data.transformed_identities import (
     VARIANTS,
     TransformedIdentities,
+    check_variant,
     expand_identities,
     parse_variant,
+    split_exclusions,
     transform_image,
 )
 from vision_jax.errors import ConfigError
@@ -196,3 +198,60 @@ def test_a_small_split_to_expand_is_decoded_once():
     assert Counting.reads == 4  # the 36 views read the list, not the source
     big = Counting()
     assert in_memory_if_small(big, limit_bytes=10) is big  # 3 x 6 bytes is over 10
+
+
+def test_copies_to_leave_out_are_parsed_and_checked():
+    assert split_exclusions("rot90flip+halves~6r180, 6r180m", "f") == (
+        "rot90flip+halves", frozenset({(6, 2, False), (6, 2, True)}))
+    assert split_exclusions("rot90~9r270", "f") == ("rot90", frozenset({(9, 3, False)}))
+    assert split_exclusions("flip", "f") == ("flip", frozenset())
+    assert split_and_variant("train@0-6/rot90flip~6r180", "f") == ("train@0-6",
+                                                                  "rot90flip~6r180")
+    # A copy the variant does not make, a malformed one, an empty list: each a one-line
+    # error naming the field and the copies there are.
+    for variant, token in (("rot90~6r180m", "6r180m"), ("rot90flip~6r45", "6r45"),
+                           ("flip~six", "six"), ("rot90flip~6r180,", "")):
+        with pytest.raises(ConfigError, match=f"^f: {re.escape(repr(token))} after '~' is "
+                                              "not a copy that .* makes; write <label>r<turn> "
+                                              "with <turn> one of 0, "):
+            split_exclusions(variant, "f")
+    with pytest.raises(ConfigError, match="^f: 'halves' makes no turned or mirrored copies "
+                                          "for '~6r180' to leave out$"):
+        check_variant("halves~6r180", "f")
+    with pytest.raises(ConfigError, match="^f: unknown identity transform 'rot45'"):
+        split_exclusions("rot45~6r180", "f")
+
+
+def test_left_out_copies_close_up_and_keep_the_others_labels():
+    labels = np.array([0, 3, 3])
+    source = [{"image": IMAGE + i, "label": label} for i, label in enumerate(labels)]
+    view = TransformedIdentities(source, "rot90", excluded={(3, 2, False)}, labels=labels)
+    full = TransformedIdentities(source, "rot90")
+    # Records 1 and 2 (label 3) under transform 2 (positions 7 and 8) are gone.
+    kept = [k for k in range(12) if k not in (7, 8)]
+    assert len(view) == 10
+    for k, position in enumerate(kept):
+        assert view[k]["label"] == full[position]["label"]
+        assert np.array_equal(view[k]["image"], full[position]["image"])
+    assert 14 not in {view[k]["label"] for k in range(10)}
+    with pytest.raises(ConfigError, match=r"^f: the copies to leave out name label\(s\) 5, "
+                                          "which the split does not hold$"):
+        TransformedIdentities(source, "rot90", field="f", excluded={(5, 2, False)},
+                              labels=labels)
+    # The half composites are unchanged: two halves of a 3 are still a 3 (3 * 4 = 12), and
+    # the others are 16 + rank(a) * 2 + rank(b): 17 (0 over 3) or 18 (3 over 0).
+    expanded = expand_identities(source, "rot90+halves~3r180", labels)
+    assert len(expanded) == 10 + 4 * 3
+    assert {expanded[k]["label"] for k in range(10, 22)} <= {0, 12, 17, 18}
+
+
+def test_by_class_leaves_out_the_turned_six_that_is_a_nine(digits_data_dir):
+    split = "train@0-6/rot90flip+halves~6r180"
+    sources, info = open_splits("by_class:builtin:digits", {"config.train_split": split},
+                                digits_data_dir)
+    train = sources[split]
+    # 400 training 6s turned by 180 degrees are left out; the half composites stay.
+    assert len(train) == 8 * 2800 - 400 + 4 * 2800 == info.split_sizes[split]
+    copies = [train[k]["label"] for k in range(0, 8 * 2800 - 400, 7)]
+    assert 6 * 8 + 2 not in copies and 6 * 8 + 6 in copies  # 6r180 gone, its mirror kept
+    assert set(copies) == set(range(56)) - {50}

@@ -12,7 +12,9 @@ may end in ``/flip``, ``/rot90`` or ``/rot90flip`` (``"train@0-6/rot90"``): each
 mirrored copy of an identity becomes an identity of its own (`TransformedIdentities`), so
 the embedding learns to tell apart four or eight times as many shapes; ``+halves``
 (``"train@0-6/rot90flip+halves"``) adds half composites, the top half of one identity over
-the bottom half of another (`composite_identities`). The scheme
+the bottom half of another (`composite_identities`); ``~`` then leaves out copies that are
+held-out identities (``"train@0-6/rot90flip+halves~6r180"``: a 6 turned by 180 degrees is
+a 9). The scheme
 registers itself in `vision_jax.data.sources.SCHEMES` when this module is imported (the
 verification task imports it).
 """

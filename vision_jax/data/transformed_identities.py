@@ -19,12 +19,20 @@ Any of them may end in ``+halves`` (``rot90flip+halves``), and ``halves`` stands
 besides the copies, half composites of the split's identities are identities of their
 own (`composite_identities`).
 
+A copy that *is* a held-out identity must not be trained on: the digit 6 turned by 180
+degrees is a 9. ``~`` names copies to leave out, each as ``<label>r<degrees>``, with the
+degrees of the counter-clockwise turn (0, 90, 180 or 270) and a trailing ``m`` for the
+mirror image, separated by commas: ``rot90flip+halves~6r180`` keeps the other 55 of the 56
+copies of the digits 0-6 when 9 is held out (and ``~9r180`` is the one to drop when 6 is).
+
 Rotating a non-square image swaps its height and width; the pipeline's resize to
 `config.image_size` then squares it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,9 +68,41 @@ def parse_variant(variant: str, field: str) -> tuple[str | None, bool]:
     return base, bool(plus)
 
 
+EXCLUDE = "~"
+_COPY = re.compile(r"^(\d+)r(\d+)(m?)$")
+
+
+def split_exclusions(variant: str, field: str) -> tuple[str, frozenset[tuple[int, int, bool]]]:
+    """``"rot90flip+halves~6r180,6r180m"`` -> ("rot90flip+halves", {(6, 2, False),
+    (6, 2, True)}): the copies to leave out as (label, quarter turns, mirrored), each one a
+    copy that the variant makes; a one-line error naming `field` otherwise."""
+    variant, sep, excluded = (part.strip() for part in variant.partition(EXCLUDE))
+    if not sep:
+        return variant, frozenset()
+    base, _ = parse_variant(variant, field)
+    made = VARIANTS[base] if base else []
+    copies = []
+    for token in (part.strip() for part in excluded.split(",")):
+        match = _COPY.match(token)
+        degrees = int(match.group(2)) if match else -1
+        transform = (degrees // 90, bool(match.group(3))) if match else None
+        if not match or degrees % 90 or transform not in made:
+            names = ", ".join(f"{turns * 90}{'m' if mirrored else ''}"
+                              for turns, mirrored in made)
+            raise ConfigError(
+                f"{field}: {token!r} after '{EXCLUDE}' is not a copy that {variant!r} makes; "
+                f"write <label>r<turn> with <turn> one of {names} (degrees counter-clockwise; "
+                f"m: of the mirror image), e.g. '{EXCLUDE}6r180'" if made else
+                f"{field}: {variant!r} makes no turned or mirrored copies for "
+                f"'{EXCLUDE}{excluded}' to leave out")
+        copies.append((int(match.group(1)), *transform))
+    return variant, frozenset(copies)
+
+
 def check_variant(variant: str, field: str) -> list[tuple[int, bool]]:
     """The transforms of `variant` (only the untransformed image for ``halves``); a
-    one-line error naming `field` for an unknown variant."""
+    one-line error naming `field` for an unknown variant or copy to leave out."""
+    variant, _ = split_exclusions(variant, field)
     base, _ = parse_variant(variant, field)
     return VARIANTS[base] if base else [(0, False)]
 
@@ -77,10 +117,16 @@ def transform_image(image: np.ndarray, turns: int, mirrored: bool) -> np.ndarray
 
 class TransformedIdentities:
     """Random-access view of `source` `count` times over: position ``t * len(source) + i`` is
-    record i under transform t, labelled ``label * count + t``."""
+    record i under transform t, labelled ``label * count + t``.
+
+    The `excluded` copies, (label, quarter turns, mirrored), are left out, which needs the
+    source's `labels` (in order); the other copies keep their order and close up.
+    """
 
     def __init__(self, source, variant: str, key: str = "label",
-                 field: str = "config.train_split"):
+                 field: str = "config.train_split",
+                 excluded: Collection[tuple[int, int, bool]] = (),
+                 labels: Sequence[int] | None = None):
         self._source = source
         self.variant = variant
         if variant not in VARIANTS:
@@ -89,12 +135,30 @@ class TransformedIdentities:
                              "`expand_identities` adds the half composites")
         self.transforms = VARIANTS[variant]
         self._key = key
+        # The (transform, record) positions kept; None when every copy is.
+        self._kept: np.ndarray | None = None
+        if excluded:
+            labels = np.asarray(labels)
+            missing = sorted({label for label, _, _ in excluded} - set(labels.tolist()))
+            if missing:
+                raise ConfigError(f"{field}: the copies to leave out name label(s) "
+                                  f"{', '.join(map(str, missing))}, which the split does "
+                                  "not hold")
+            keep = np.ones((len(self.transforms), len(source)), bool)
+            for label, turns, mirrored in excluded:
+                keep[self.transforms.index((turns, mirrored)), labels == label] = False
+            self._kept = np.argwhere(keep)
 
     def __len__(self) -> int:
+        if self._kept is not None:
+            return len(self._kept)
         return len(self._source) * len(self.transforms)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        transform, inner = divmod(int(index), len(self._source))
+        if self._kept is not None:
+            transform, inner = (int(v) for v in self._kept[int(index)])
+        else:
+            transform, inner = divmod(int(index), len(self._source))
         record = dict(self._source[inner])
         record["image"] = transform_image(np.asarray(record["image"]),
                                           *self.transforms[transform])
@@ -109,10 +173,13 @@ class TransformedIdentities:
 def expand_identities(source, variant: str, labels: np.ndarray, key: str = "label",
                       field: str = "config.train_split"):
     """`source` (whose records have the identities `labels`, in order) expanded as `variant`
-    says: its transformed copies, then, for ``+halves``, ``COMPOSITES_PER_IMAGE * len(source)``
-    half composites, labelled above every transformed copy's label."""
+    says: its transformed copies but those named after ``~``, then, for ``+halves``,
+    ``COMPOSITES_PER_IMAGE * len(source)`` half composites, labelled above every transformed
+    copy's label."""
+    variant, excluded = split_exclusions(variant, field)
     base, halves = parse_variant(variant, field)
-    copies = TransformedIdentities(source, base, key, field) if base else source
+    copies = (TransformedIdentities(source, base, key, field, excluded, labels) if base
+              else source)
     if not halves:
         return copies
     count = len(copies.transforms) if base else 1
