@@ -234,6 +234,8 @@ def test_left_out_copies_close_up_and_keep_the_others_labels():
         assert view[k]["label"] == full[position]["label"]
         assert np.array_equal(view[k]["image"], full[position]["image"])
     assert 14 not in {view[k]["label"] for k in range(10)}
+    with pytest.raises(ValueError, match="needs the source's labels"):
+        TransformedIdentities(source, "rot90", excluded={(3, 2, False)})
     with pytest.raises(ConfigError, match=r"^f: the copies to leave out name label\(s\) 5, "
                                           "which the split does not hold$"):
         TransformedIdentities(source, "rot90", field="f", excluded={(5, 2, False)},

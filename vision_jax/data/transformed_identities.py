@@ -138,6 +138,8 @@ class TransformedIdentities:
         # The (transform, record) positions kept; None when every copy is.
         self._kept: np.ndarray | None = None
         if excluded:
+            if labels is None:
+                raise ValueError("leaving copies out needs the source's labels")
             labels = np.asarray(labels)
             missing = sorted({label for label, _, _ in excluded} - set(labels.tolist()))
             if missing:
