@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
 # The variables vision_jax.parallel.distributed.initialize() reads. Spelled out, not imported:
@@ -40,11 +40,15 @@ _POLL_S = 0.05
 _DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # One lock for every line we write, so lines from different children never interleave.
 _OUTPUT_LOCK = threading.Lock()
-# Gloo (the CPU collectives' transport) prints these from C++ at connection time, one per
-# device, from several threads at once: two messages can share a line ("[Gloo] Rank 1 is
-# connected to 7 peer ranks. [Gloo] Rank 0 ... : 7"), leaving the first one's tail
-# ("Expected number of connected peer ranks is : 7") on a line of its own.
-GLOO_LINE = re.compile(r"^(\[Gloo\] |Expected number of connected peer ranks is : \d+\s*$)")
+# Gloo (the CPU collectives' transport) prints "[Gloo] Rank 3 is connected to 7 peer ranks.
+# Expected number of connected peer ranks is : 7" from C++ at connection time, one per
+# device, from several threads at once, and each message piece by piece: pieces of
+# different messages interleave within and across lines ("[Gloo] Rank 76[Gloo] Rank 5 is
+# connected to ...", " is connected to ", a bare "77"). So a line is Gloo's when nothing but
+# numbers and blanks is left once its pieces are taken out (`GlooLines`).
+_GLOO_PIECE = re.compile(r"\[Gloo\] Rank |is connected to|peer ranks\.|"
+                         r"Expected number of connected peer ranks is :")
+_NUMBERS_AND_BLANKS = " \t\r\n0123456789"
 _VERBOSITY_FLAG = re.compile(r"^(--verbosity|-v)(=.*|\d*)$")
 
 
@@ -108,13 +112,32 @@ def _shell_exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _pump(stream: IO[bytes], prefix: str, target_name: str, drop: re.Pattern | None) -> None:
-    """Copies one child stream line by line, prefixed, leaving out lines `drop` matches; the
-    target is looked up per line so a caller's redirect of sys.stdout (pytest's capsys, for
-    one) is honoured."""
+class GlooLines:
+    """Tells one stream's Gloo connection lines, as they come: a line holding Gloo's pieces
+    and nothing else but numbers and blanks, and a line of bare numbers or blanks right after
+    one (a piece's number that Gloo's threads left on a line of its own). One per stream:
+    it remembers whether the line before was Gloo's."""
+
+    def __init__(self) -> None:
+        self._after_gloo = False
+
+    def __call__(self, line: str) -> bool:
+        rest, pieces = _GLOO_PIECE.subn("", line)
+        if not rest.strip(_NUMBERS_AND_BLANKS) and (pieces or self._after_gloo):
+            self._after_gloo = True
+            return True
+        self._after_gloo = False
+        return False
+
+
+def _pump(stream: IO[bytes], prefix: str, target_name: str,
+          drop: Callable[[str], bool] | None) -> None:
+    """Copies one child stream line by line, prefixed, leaving out lines `drop` is true of;
+    the target is looked up per line so a caller's redirect of sys.stdout (pytest's capsys,
+    for one) is honoured."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace")
-        if drop is not None and drop.match(line):
+        if drop is not None and drop(line):
             continue
         if not line.endswith("\n"):
             line += "\n"
@@ -249,7 +272,6 @@ def run(
 
     if gloo_lines is None:
         gloo_lines = asks_for_library_logs(command)
-    drop = None if gloo_lines else GLOO_LINE
     coordinator = f"127.0.0.1:{port or free_port()}"
     base_env = os.environ if env is None else env
     supervisor = _Supervisor(grace_period_s)
@@ -279,6 +301,7 @@ def run(
                 # The OS pid, so a user (or a test) can signal one process of the job.
                 _say(f"started process {pid} of {processes} (pid {proc.pid})")
                 for stream, target in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+                    drop = None if gloo_lines else GlooLines()
                     thread = threading.Thread(
                         target=_pump, args=(stream, f"[p{pid}] ", target, drop), daemon=True
                     )
