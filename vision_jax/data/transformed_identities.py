@@ -80,21 +80,22 @@ def split_exclusions(variant: str, field: str) -> tuple[str, frozenset[tuple[int
     if not sep:
         return variant, frozenset()
     base, _ = parse_variant(variant, field)
-    made = VARIANTS[base] if base else []
+    if base is None:
+        raise ConfigError(f"{field}: {variant!r} makes no turned or mirrored copies for "
+                          f"'{EXCLUDE}{excluded}' to leave out")
+    made = VARIANTS[base]
     copies = []
     for token in (part.strip() for part in excluded.split(",")):
         match = _COPY.match(token)
         degrees = int(match.group(2)) if match else -1
-        transform = (degrees // 90, bool(match.group(3))) if match else None
-        if not match or degrees % 90 or transform not in made:
+        transform = (degrees // 90, bool(match.group(3))) if degrees % 90 == 0 else None
+        if transform not in made:
             names = ", ".join(f"{turns * 90}{'m' if mirrored else ''}"
                               for turns, mirrored in made)
             raise ConfigError(
                 f"{field}: {token!r} after '{EXCLUDE}' is not a copy that {variant!r} makes; "
                 f"write <label>r<turn> with <turn> one of {names} (degrees counter-clockwise; "
-                f"m: of the mirror image), e.g. '{EXCLUDE}6r180'" if made else
-                f"{field}: {variant!r} makes no turned or mirrored copies for "
-                f"'{EXCLUDE}{excluded}' to leave out")
+                f"m: of the mirror image), e.g. '{EXCLUDE}6r180'")
         copies.append((int(match.group(1)), *transform))
     return variant, frozenset(copies)
 
